@@ -1,0 +1,56 @@
+"""Shared fixtures: the repo, a tiny demo dataset, Snakemake in a scratch folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from birdclef.demo_data import DemoConfig, generate
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHARED_DATA = REPO.parent / "shared" / "data" / "nips4b-birdclef"
+
+# Small enough to generate in seconds, big enough to hold every kind of file.
+TINY_DEMO = {
+    "seed": 7,
+    "n_species": 4,
+    "clips_per_species": [3, 4],
+    "clip_seconds": [3.0, 8.0],
+    "n_train_soundscapes": 2,
+    "n_test_soundscapes": 2,
+    "soundscape_seconds": 20,
+    "species_per_soundscape": [1, 2],
+    "n_duplicates": 4,
+    "messy": True,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny messy demo dataset, generated once per test session. Treat as read-only."""
+    out = tmp_path_factory.mktemp("tiny_demo")
+    generate(out, DemoConfig.from_dict(TINY_DEMO), workers=2)
+    return out
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real NIPS4B recordings in ../shared/data; skips when they are absent."""
+    if not (SHARED_DATA / "train.csv").is_file():
+        pytest.skip(f"real data not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run this repo's workflow with ``workdir`` as working directory."""
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
