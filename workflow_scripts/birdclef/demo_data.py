@@ -310,11 +310,10 @@ def plant_duplicates(cfg: DemoConfig, plans: list[ClipPlan], audio_dir: Path) ->
                 write_ogg(dst_path, audio, sr, quality=0.1)
             elif kind == "gain":
                 write_ogg(dst_path, audio * 10 ** (-rng.uniform(3, 9) / 20), sr)
-            else:  # trimmed: cut 10-30 % off the start and/or the end
-                a = int(len(audio) * rng.uniform(0.0, 0.3))
-                b = len(audio) - int(len(audio) * rng.uniform(0.0, 0.3))
-                if b - a < sr:
-                    a, b = 0, len(audio)
+            else:  # trimmed: 10-30 % cut off, split at random between start and end
+                cut = int(len(audio) * rng.uniform(0.1, 0.3))
+                a = int(cut * rng.uniform(0, 1))
+                b = len(audio) - (cut - a)
                 write_ogg(dst_path, audio[a:b], sr)
         extra.append({"plan": plan, "filename": new_name})
         truth.append({"original": plan.filename, "duplicate": new_name, "kind": kind})
