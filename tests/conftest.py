@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from birdclef.demo_data import DemoConfig, generate
 
 REPO = Path(__file__).resolve().parents[1]

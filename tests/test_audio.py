@@ -2,6 +2,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from birdclef.audio import check_audio, ogg_crc, ogg_tail_problem, read_audio, write_ogg
 
 

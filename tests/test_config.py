@@ -5,8 +5,9 @@ import copy
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
 from snakemake.utils import validate
+
+from conftest import REPO, run_snakemake
 
 SCHEMA = str(REPO / "rules" / "schemas" / "config.schema.yaml")
 

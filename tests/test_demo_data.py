@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from scipy.signal import correlate
+
 from birdclef.audio import read_audio
 from birdclef.demo_data import WINDOW_S, DemoConfig, generate
+
 from conftest import TINY_DEMO
-from scipy.signal import correlate
 
 
 def digest(root: Path) -> dict[str, str]:

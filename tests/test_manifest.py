@@ -1,9 +1,10 @@
 import shutil
 
-import birdclef.manifest as manifest
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
+import birdclef.manifest as manifest
 from birdclef.manifest import build_manifest, parse_label_list, safe_audio_path, write_manifest
 
 

@@ -2,6 +2,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from birdclef import synth
 
 SR = 32_000

@@ -5,6 +5,7 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import BIN, REPO, TINY_DEMO, run_snakemake
 
 
