@@ -1,0 +1,157 @@
+"""Quality filter: drop training clips that are most likely empty or wrongly labelled.
+
+Per clip it derives, from the BirdNET detections: the best confidence for the
+clip's own species (when BirdNET knows it, matched by scientific name), the best
+confidence for any animal, and the fraction of 3 s segments with a detection.
+Species that BirdNET does not know (insects, frogs, made-up demo species) fall
+back to an energy measure above ``energy_min_hz``. No class is ever cut below
+``min_clips_per_class``: the rarest classes weigh most in macro ROC-AUC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+SEGMENT_S = 3.0  # BirdNET's segment length
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The ``quality_filter:`` section of config.yaml."""
+
+    min_own_confidence: float = 0.1  # known species: drop when its own best confidence is below
+    min_active_fraction: float = 0.05  # unknown species: drop when fewer segments are active
+    min_clips_per_class: int = 5  # never keep fewer clips of a class than this (when it has them)
+    energy_min_hz: float = 2000.0  # the energy fallback looks above this frequency
+    energy_margin_db: float = 10.0  # a segment is active this far above the clip's noise floor
+    n_best_windows: int = 3  # best window starts kept per clip
+    window_s: float = 5.0  # length of the windows that later stages cut
+
+
+def is_animal(scientific_name: str, common_name: str) -> bool:
+    """BirdNET's non-animal classes (``Engine_Engine``, ``Human vocal_Human vocal``) repeat one name."""
+    return scientific_name != common_name
+
+
+def energy_activity(path: str, cfg: FilterConfig) -> np.ndarray:
+    """Level (dB) above the clip's noise floor, per 3 s segment, of the band above ``energy_min_hz``.
+
+    The floor is the 10th percentile of 50 ms frame energies, so pauses between
+    calls set it; a segment's level is its 90th-percentile frame.
+    """
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    frame = max(1, int(0.05 * sr))
+    n_frames = len(mono) // frame
+    if n_frames == 0:
+        return np.zeros(1)
+    frames = mono[: n_frames * frame].reshape(n_frames, frame) * np.hanning(frame)
+    spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    band = spec[:, np.fft.rfftfreq(frame, 1 / sr) >= cfg.energy_min_hz].sum(axis=1)
+    db = 10 * np.log10(band + 1e-12)
+    floor = np.percentile(db, 10)
+    per_segment = max(1, int(SEGMENT_S / 0.05))
+    n_seg = int(np.ceil(n_frames / per_segment))
+    return np.array([np.percentile(db[i * per_segment : (i + 1) * per_segment], 90) - floor for i in range(n_seg)])
+
+
+def _best_windows(scores: np.ndarray, duration: float, cfg: FilterConfig) -> list[float]:
+    """Starts of ``window_s`` windows centred on the best-scoring segments, best first."""
+    order = np.argsort(-scores, kind="stable")[: cfg.n_best_windows]
+    last = max(0.0, duration - cfg.window_s)
+    starts = [float(np.clip(i * SEGMENT_S + SEGMENT_S / 2 - cfg.window_s / 2, 0.0, last)) for i in order]
+    return list(dict.fromkeys(round(s, 3) for s in starts))
+
+
+def score_clips(
+    clips: pd.DataFrame,
+    detections: pd.DataFrame,
+    taxonomy: pd.DataFrame,
+    birdnet_names: set[str],
+    cfg: FilterConfig,
+    energy: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """One row per clip: the measures, the keep flag, the reason and the best windows.
+
+    ``detections``: clip_id, start, end, scientific_name, common_name, confidence.
+    ``energy``: clip_id -> per-segment level above the floor (dB), needed for
+    species BirdNET does not know (see :func:`energy_activity`).
+    """
+    sci = taxonomy.set_index("primary_label")["scientific_name"].to_dict()
+    by_clip = {k: g for k, g in detections.groupby("clip_id", sort=False)}
+    rows = []
+    for clip in clips.itertuples(index=False):
+        det = by_clip.get(clip.clip_id, detections.iloc[0:0])
+        n_seg = max(1, int(np.ceil(clip.duration_s / SEGMENT_S)))
+        animal = det[
+            np.array(
+                [is_animal(s, c) for s, c in zip(det["scientific_name"], det["common_name"], strict=True)], dtype=bool
+            )
+        ]
+        own_name = sci.get(clip.primary_label, "")
+        known = own_name in birdnet_names
+        own = animal[animal["scientific_name"] == own_name]
+        any_conf = float(animal["confidence"].max()) if len(animal) else 0.0
+        active_birdnet = animal["start"].nunique() / n_seg
+        seg_scores = np.zeros(n_seg)
+        if known:
+            own_conf = float(own["confidence"].max()) if len(own) else 0.0
+            for start, conf in zip(own["start"], own["confidence"], strict=True):
+                i = min(n_seg - 1, int(round(start / SEGMENT_S)))
+                seg_scores[i] = max(seg_scores[i], conf)
+            quality, active = own_conf, active_birdnet
+            keep = own_conf >= cfg.min_own_confidence
+            reason = (
+                "kept: BirdNET hears its species"
+                if keep
+                else f"BirdNET never hears {own_name} (best {own_conf:.2f} < {cfg.min_own_confidence})"
+            )
+        else:
+            own_conf = float("nan")
+            levels = (energy or {}).get(clip.clip_id)
+            if levels is None:
+                raise ValueError(
+                    f"{clip.clip_id}: {own_name or clip.primary_label} is unknown to BirdNET and no energy"
+                )
+            seg_scores[: len(levels)] = levels[:n_seg]
+            active = float(np.mean(levels >= cfg.energy_margin_db)) if len(levels) else 0.0
+            quality = active
+            keep = active >= cfg.min_active_fraction
+            reason = (
+                "kept: activity above the noise floor"
+                if keep
+                else f"no activity above {cfg.energy_min_hz:.0f} Hz (active fraction {active:.2f})"
+            )
+        rows.append(
+            {
+                "clip_id": clip.clip_id,
+                "primary_label": clip.primary_label,
+                "birdnet_knows_species": known,
+                "own_confidence": own_conf,
+                "any_animal_confidence": any_conf,
+                "active_fraction": active,
+                "quality": quality,
+                "keep": keep,
+                "reason": reason,
+                "best_windows": _best_windows(seg_scores, clip.duration_s, cfg),
+            }
+        )
+    return _enforce_class_minimum(pd.DataFrame(rows), cfg.min_clips_per_class)
+
+
+def _enforce_class_minimum(scored: pd.DataFrame, minimum: int) -> pd.DataFrame:
+    """Take back a class's best dropped clips until it has ``minimum`` (or all it has)."""
+    scored = scored.copy()
+    for _, group in scored.groupby("primary_label", sort=False):
+        short = minimum - int(group["keep"].sum())
+        if short <= 0:
+            continue
+        dropped = group[~group["keep"]].sort_values(["quality", "clip_id"], ascending=[False, True])
+        back = dropped.index[:short]
+        scored.loc[back, "reason"] = "kept: class minimum (" + scored.loc[back, "reason"] + ")"
+        scored.loc[back, "keep"] = True
+    return scored
