@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from birdclef import birdnet  # noqa: E402
 from birdclef.demo_data import DemoConfig, generate  # noqa: E402
+from birdclef.manifest import list_audio_files  # noqa: E402
 
 REAL_DATA = REPO.parent / "shared" / "data" / "nips4b-birdclef" / "train_audio"
 AUDIO_SUFFIXES = {".ogg", ".flac", ".wav"}
@@ -65,7 +66,7 @@ def own_cpu_seconds() -> float:
 
 
 def find_audio(root: Path, limit: int | None) -> list[Path]:
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+    paths = [root / n for n in list_audio_files(root) if Path(n).suffix.lower() in AUDIO_SUFFIXES]
     return paths[:limit] if limit else paths
 
 

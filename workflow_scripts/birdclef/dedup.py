@@ -23,8 +23,6 @@ their durations are close enough for one to be a trimmed copy of the other
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +33,8 @@ from scipy import fft as sp_fft
 from scipy.ndimage import convolve1d, uniform_filter1d
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from birdclef.parallel import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -308,19 +308,6 @@ def _compare_label(task: tuple[list[str], list[tuple[int, int]], float]) -> list
     return out
 
 
-class _InProcess:
-    """Stands in for a process pool when workers <= 1: same ``map``, no processes."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, fn: Callable, items: Iterable) -> Iterator:
-        return map(fn, items)
-
-
 def compare_candidates(
     clips: pd.DataFrame,
     threshold: float = DEFAULT_THRESHOLD,
@@ -353,12 +340,11 @@ def compare_candidates(
     scores = np.full((len(pairs), 2), np.nan)
     # biggest labels first, so that no worker is left with a big one at the end
     by_cost = sorted(range(len(tasks)), key=lambda t: -len(tasks[t][1]))
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InProcess() as pool:
-        results = pool.map(_compare_label, [tasks[t] for t in by_cost])
-        for done, (t, res) in enumerate(zip(by_cost, results, strict=True), start=1):
-            scores[order[t]] = res
-            if done % 20 == 0 or done == len(tasks):
-                log.info("compared the pairs of %d/%d labels", done, len(tasks))
+    results = ordered_map(_compare_label, [tasks[t] for t in by_cost], workers)
+    for done, (t, res) in enumerate(zip(by_cost, results, strict=True), start=1):
+        scores[order[t]] = res
+        if done % 20 == 0 or done == len(tasks):
+            log.info("compared the pairs of %d/%d labels", done, len(tasks))
 
     out = pd.DataFrame(
         {

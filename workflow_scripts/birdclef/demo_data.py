@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import pandas as pd
 
 from birdclef import SAMPLE_RATE, synth
 from birdclef.audio import read_audio, write_ogg
+from birdclef.parallel import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -424,14 +424,10 @@ def _render_and_write_soundscape(args: tuple[SoundscapePlan, list[Species], Demo
 def _run_all(fn: Callable, tasks: Iterable, workers: int, what: str) -> list:
     tasks = list(tasks)
     results = []
-    if workers <= 1:
-        results = [fn(t) for t in tasks]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, r in enumerate(pool.map(fn, tasks, chunksize=4), start=1):
-                results.append(r)
-                if i % 50 == 0 or i == len(tasks):
-                    log.info("%s: %d/%d written", what, i, len(tasks))
+    for i, r in enumerate(ordered_map(fn, tasks, workers, chunksize=4), start=1):
+        results.append(r)
+        if i % 50 == 0 or i == len(tasks):
+            log.info("%s: %d/%d written", what, i, len(tasks))
     return results
 
 

@@ -32,8 +32,11 @@ class FilterConfig:
     window_s: float = 5.0  # length of the windows that later stages cut
 
 
-def is_animal(scientific_name: str, common_name: str) -> bool:
-    """BirdNET's non-animal classes (``Engine_Engine``, ``Human vocal_Human vocal``) repeat one name."""
+def is_animal(scientific_name: str | pd.Series, common_name: str | pd.Series) -> bool | pd.Series:
+    """BirdNET's non-animal classes (``Engine_Engine``, ``Human vocal_Human vocal``) repeat one name.
+
+    Works on single names and, element-wise, on columns.
+    """
     return scientific_name != common_name
 
 
