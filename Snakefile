@@ -11,10 +11,15 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/manifest.smk"
+include: "rules/quality.smk"
+include: "rules/dedup.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/manifest/clips.parquet",
         "results/manifest/rejected.csv",
+        "results/filter/quality_filter.png",
+        "results/dedup/clips.parquet",
+        "results/dedup/duplicates.csv",
+        "results/dedup/duplicates.png",

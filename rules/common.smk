@@ -1,4 +1,5 @@
 # Helpers and paths shared by every rule file.
+import functools
 import sys
 from pathlib import Path
 
@@ -10,12 +11,16 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from birdclef.demo_data import DemoConfig  # noqa: E402
 from birdclef.manifest import list_audio_files  # noqa: E402
+from birdclef.shards import shard_name, shard_of  # noqa: E402
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
     DemoConfig.from_dict(config["demo"])
 except ValueError as err:
     raise ValueError(f"Invalid config: {err}") from None
+_bn = config["birdnet"]
+if (_bn["lat"] is None) != (_bn["lon"] is None) or (_bn["week"] is not None and _bn["lat"] is None):
+    raise ValueError("Invalid config: birdnet.lat and birdnet.lon go together (and birdnet.week needs them)")
 
 DATA_DIR = config["data_dir"].rstrip("/")
 DEMO_DIR = "resources/demo"
@@ -35,3 +40,35 @@ def train_audio_inputs(wildcards):
     if not root.is_dir():
         raise WorkflowError(f"data_dir: {root} is not a folder; data_dir must be a Kaggle BirdCLEF folder")
     return [str(root / name) for name in list_audio_files(root)]
+
+
+# --- The manifest is a checkpoint ----------------------------------------------
+# Which clips exist is known only once the manifest has run. Rules that read
+# audio files take them as inputs through these functions, so a changed or added
+# recording reruns exactly the jobs that read it.
+BIRDNET_SHARDS = [shard_name(i) for i in range(config["birdnet"]["n_shards"])]
+
+
+@functools.lru_cache(maxsize=4)
+def _manifest_paths(clips: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(clips, columns=["clip_id", "path"]).to_pydict()
+    return tuple(zip(table["clip_id"], table["path"]))
+
+
+def manifest_paths() -> tuple[tuple[str, str], ...]:
+    """(clip_id, path) of every clip in the manifest; waits for the checkpoint."""
+    clips = checkpoints.manifest.get().output.clips
+    return _manifest_paths(clips, os.stat(clips).st_mtime_ns)
+
+
+def all_clip_audio(wildcards) -> list[str]:
+    """Every audio file of the manifest."""
+    return sorted({path for _, path in manifest_paths()})
+
+
+def birdnet_shard_audio(wildcards) -> list[str]:
+    """The audio files of the clips in one BirdNET shard (by a stable hash of the clip id)."""
+    n = config["birdnet"]["n_shards"]
+    return sorted(path for clip_id, path in manifest_paths() if shard_name(shard_of(clip_id, n)) == wildcards.shard)

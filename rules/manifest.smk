@@ -1,7 +1,8 @@
 # Stage 1: every training row and file, kept or set aside with its reason.
+# A checkpoint: the clips it keeps decide which audio files later rules read.
 
 
-rule manifest:
+checkpoint manifest:
     input:
         train_csv=f"{DATA_DIR}/train.csv",
         taxonomy=f"{DATA_DIR}/taxonomy.csv",

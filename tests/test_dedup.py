@@ -13,6 +13,7 @@ from birdclef.dedup import (
     ambiguous_durations,
     candidate_pairs,
     dedup,
+    dedup_filtered,
     fingerprint_audio,
     fingerprint_file,
     group_duplicates,
@@ -50,7 +51,7 @@ def truth_pairs(data_dir) -> set[frozenset[str]]:
 
 def check_against_truth(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     clips = build_manifest(data_dir, workers=2).clips
-    out, duplicates = dedup(clips, workers=2)
+    out, duplicates, _ = dedup(clips, workers=2)
     truth, found = truth_pairs(data_dir), found_pairs(out)
     assert found - truth == set(), "false positives"  # precision 1.0
     assert truth - found == set(), "missed duplicates"  # recall 1.0
@@ -83,7 +84,7 @@ def test_bigger_demo_precision_and_recall(tmp_path):
 
 def test_output_tables(tiny_demo):
     clips = build_manifest(tiny_demo).clips
-    out, duplicates = dedup(clips)
+    out, duplicates, _ = dedup(clips)
     assert list(out.columns) == [*clips.columns, "dup_group", "keep", "dup_reason"]
     assert out["clip_id"].tolist() == clips["clip_id"].tolist()
     assert out["dup_group"].notna().all() and out["dup_reason"].ne("").all()
@@ -177,7 +178,7 @@ def test_metadata_rule_alone_flags_same_author_label_and_duration(tmp_path):
             {"clip_id": "x3", "author": "Bob", "duration_s": 4.0},  # another author: not a duplicate
         ]
     ).assign(path=lambda d: [str(tmp_path / f"{c}.ogg") for c in d["clip_id"]], rating=[3.0, 4.0, 5.0])
-    out, duplicates = dedup(clips)
+    out, duplicates, _ = dedup(clips)
     assert duplicates[["clip_id", "kept_clip_id", "rule"]].values.tolist() == [["x1", "x2", "metadata"]]
     assert duplicates["similarity"].iloc[0] < 0.3
     assert out.set_index("clip_id")["keep"].tolist() == [False, True, True]
@@ -247,10 +248,38 @@ def test_long_files_are_read_in_blocks_with_the_same_result(tiny_demo, monkeypat
 @pytest.mark.real_data
 def test_real_recordings(shared_data):
     clips = build_manifest(shared_data, workers=2).clips
-    out, duplicates = dedup(clips, workers=2)
+    out, duplicates, _ = dedup(clips, workers=2)
     assert len(out) == len(clips) and out["clip_id"].is_unique
     assert out["dup_group"].notna().all() and out["keep"].sum() == len(out) - len(duplicates)
     assert list(duplicates.columns) == DUPLICATE_COLUMNS
     # NIPS4B: every clip by 'nips4b', most cut to 5.004 s; the metadata rule must not fire on that
     assert not (duplicates["rule"] == "metadata").any()
     assert len(duplicates) <= 0.05 * len(clips)
+
+
+def test_a_group_keeps_a_clip_that_passed_the_quality_filter():
+    clips = pd.DataFrame(
+        {
+            "clip_id": ["a/1", "a/2", "a/3"],
+            "duration_s": [10.0, 8.0, 7.0],
+            "rating": [None, None, None],
+            "quality_keep": [False, True, True],
+        }
+    )
+    pairs = pairs_table([("a/1", "a/2", "content", 0.99), ("a/2", "a/3", "content", 0.95)])
+    out, duplicates = group_duplicates(clips, pairs, prefer="quality_keep")
+    assert out.set_index("clip_id")["keep"].to_dict() == {"a/1": False, "a/2": True, "a/3": False}
+    assert "longest" in out.set_index("clip_id").loc["a/2", "dup_reason"]
+    out, _ = group_duplicates(clips, pairs)
+    assert out.set_index("clip_id").loc["a/1", "keep"]
+
+
+def test_dedup_filtered_keeps_both_verdicts(tiny_demo):
+    clips = build_manifest(tiny_demo, workers=2).clips
+    filtered = clips.assign(keep=True, reason="kept")
+    filtered.loc[0, ["keep", "reason"]] = (False, "dropped")
+    out, duplicates, pairs = dedup_filtered(filtered, workers=2)
+    assert {"quality_keep", "quality_reason", "dedup_keep", "dup_reason", "keep"} <= set(out.columns)
+    assert (out["keep"] == (out["quality_keep"] & out["dedup_keep"])).all()
+    assert len(duplicates) == (~out["dedup_keep"]).sum() > 0
+    assert (pairs["rule"] == "").any()  # every compared pair, not only the flagged ones

@@ -4,7 +4,7 @@ import pytest
 
 from birdclef import synth
 from birdclef.audio import write_ogg
-from birdclef.quality_filter import FilterConfig, energy_activity, is_animal, score_clips
+from birdclef.quality_filter import FilterConfig, energy_activity, filter_clips, is_animal, score_clips
 
 TAXONOMY = pd.DataFrame(
     {"primary_label": ["eurrob", "madeup"], "scientific_name": ["Erithacus rubecula", "Fictornis alba"]}
@@ -76,3 +76,56 @@ def test_unknown_species_without_energy_is_an_error():
 def test_is_animal():
     assert is_animal("Erithacus rubecula", "European Robin")
     assert not is_animal("Human vocal", "Human vocal")
+
+
+def test_birdnet_secondary_is_off_by_default_and_adds_confident_other_species():
+    taxonomy = pd.DataFrame(
+        {
+            "primary_label": ["eurrob", "blackb_call", "blackb_song"],
+            "scientific_name": ["Erithacus rubecula", "Turdus merula", "Turdus merula"],
+        }
+    )
+    c = clips(("a", "eurrob", 6.0)).assign(secondary_labels=[["blackb_song"]])
+    d = detections(
+        ("a", 0.0, 3.0, "Erithacus rubecula", "European Robin", 0.9),
+        ("a", 3.0, 6.0, "Turdus merula", "Eurasian Blackbird", 0.85),
+        ("a", 3.0, 6.0, "Parus major", "Great Tit", 0.95),  # not in the taxonomy
+    )
+    assert score_clips(c, d, taxonomy, KNOWN, FilterConfig())["birdnet_secondary"].iloc[0] == []
+    on = FilterConfig(birdnet_secondary=True, secondary_min_confidence=0.8)
+    assert score_clips(c, d, taxonomy, KNOWN, on)["birdnet_secondary"].iloc[0] == ["blackb_call"]
+    higher = FilterConfig(birdnet_secondary=True, secondary_min_confidence=0.9)
+    assert score_clips(c, d, taxonomy, KNOWN, higher)["birdnet_secondary"].iloc[0] == []
+
+
+def test_a_clip_birdnet_could_not_scan_is_dropped_with_the_reason():
+    c = clips(("a", "eurrob", 3.0), ("b", "eurrob", 3.0))
+    d = detections(*[(k, 0.0, 3.0, "Erithacus rubecula", "European Robin", 0.9) for k in "ab"])
+    out = score_clips(c, d, TAXONOMY, KNOWN, FilterConfig(min_clips_per_class=0), scan_errors={"b": "cannot decode"})
+    out = out.set_index("clip_id")
+    assert out.loc["a", "keep"] and not out.loc["b", "keep"]
+    assert "could not scan it: cannot decode" in out.loc["b", "reason"]
+
+
+def test_filter_clips_joins_the_manifest_and_computes_energy_only_where_needed(tmp_path):
+    sr = 32_000
+    rng = np.random.default_rng(1)
+    loud = synth.colored_noise(rng, 6 * sr, 2.0) * 0.01
+    loud[sr : 2 * sr] += 0.3 * synth.bout(rng, synth.random_call_type(rng, "upsweep", sr), 1.0, sr)[0][:sr]
+    write_ogg(tmp_path / "m.ogg", loud, sr)
+    manifest = pd.DataFrame(
+        {
+            "clip_id": ["k", "m"],
+            "path": [str(tmp_path / "missing.ogg"), str(tmp_path / "m.ogg")],  # k's audio is never read
+            "primary_label": ["eurrob", "madeup"],
+            "duration_s": [3.0, 6.0],
+            "author": ["x", "y"],
+        }
+    )
+    segments = pd.DataFrame({"clip_id": ["k", "m"], "n_segments": [1, 2], "duration_s": [3.0, 6.0], "error": None})
+    d = detections(("k", 0.0, 3.0, "Erithacus rubecula", "European Robin", 0.7))
+    out = filter_clips(manifest, d, segments, TAXONOMY, KNOWN, FilterConfig(min_clips_per_class=0))
+    assert list(out["clip_id"]) == ["k", "m"] and out["keep"].all()
+    assert {"path", "author", "quality", "best_windows"} <= set(out.columns)
+    with pytest.raises(ValueError, match="never scanned"):
+        filter_clips(manifest, d, segments.iloc[:1], TAXONOMY, KNOWN, FilterConfig())

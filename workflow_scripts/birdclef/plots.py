@@ -1,0 +1,88 @@
+"""Figures for the report: one function per figure, each writes a PNG.
+
+matplotlib runs headless (Agg); a figure is sized to stay readable with a
+hundred-plus classes, which is what real BirdCLEF data has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+KEPT, DROPPED = "#2a9d8f", "#e76f51"
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _class_height(n_classes: int) -> float:
+    return max(3.0, 0.18 * n_classes + 1.0)
+
+
+def plot_quality_filter(clips: pd.DataFrame, path: str | Path) -> None:
+    """Score distributions (BirdNET's own-species confidence; energy activity) and kept/dropped per class."""
+    per_class = clips.groupby("primary_label")["keep"].agg(kept="sum", total="size").sort_index(ascending=False)
+    fig = plt.figure(figsize=(12, _class_height(len(per_class))))
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.2, 1])
+    panels = [
+        ("own_confidence", "BirdNET confidence for the clip's own species", "clips of species BirdNET knows"),
+        ("active_fraction", "fraction of 3 s segments active above 2 kHz", "clips of species BirdNET does not know"),
+    ]
+    for row, (col, xlabel, title) in enumerate(panels):
+        ax = fig.add_subplot(grid[row, 0])
+        subset = clips[clips["birdnet_knows_species"] == (col == "own_confidence")]
+        bins = np.linspace(0, 1, 21)
+        ax.hist(
+            [subset.loc[subset["keep"], col].dropna(), subset.loc[~subset["keep"], col].dropna()],
+            bins=bins,
+            stacked=True,
+            color=[KEPT, DROPPED],
+            label=["kept", "dropped"],
+        )
+        ax.set(xlabel=xlabel, ylabel="clips", title=f"{title} ({len(subset)})")
+        ax.legend()
+    ax = fig.add_subplot(grid[:, 1])
+    y = np.arange(len(per_class))
+    ax.barh(y, per_class["kept"], color=KEPT, label="kept")
+    ax.barh(y, per_class["total"] - per_class["kept"], left=per_class["kept"], color=DROPPED, label="dropped")
+    ax.set_yticks(y, per_class.index, fontsize=7 if len(per_class) > 40 else 9)
+    ax.set(xlabel="clips", title=f"kept {int(per_class['kept'].sum())} of {int(per_class['total'].sum())} clips")
+    ax.legend(loc="lower right")
+    fig.suptitle("Quality filter")
+    _save(fig, path)
+
+
+def plot_duplicates(
+    clips: pd.DataFrame, duplicates: pd.DataFrame, pairs_similarity: pd.Series, path: str | Path
+) -> None:
+    """Similarity of flagged pairs against all compared pairs, and clips set aside per class."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, max(3.5, _class_height(clips["primary_label"].nunique()) / 2)))
+    bins = np.linspace(-0.2, 1, 49)
+    ax1.hist(pairs_similarity.dropna().clip(-0.2, 1), bins=bins, color="#8d99ae", label="compared pairs")
+    ax1.hist(duplicates["similarity"].dropna().clip(-0.2, 1), bins=bins, color=DROPPED, label="duplicates set aside")
+    ax1.set(xlabel="content similarity", ylabel="pairs", title="fingerprint similarity")
+    if pairs_similarity.notna().any():
+        ax1.set_yscale("log")
+    ax1.legend()
+    per_class = clips.assign(dup=~clips["dedup_keep"]).groupby("primary_label")["dup"].sum()
+    per_class = per_class[per_class > 0].sort_index(ascending=False)
+    if len(per_class):
+        ax2.barh(np.arange(len(per_class)), per_class.to_numpy(), color=DROPPED)
+        ax2.set_yticks(np.arange(len(per_class)), per_class.index, fontsize=8)
+    else:
+        ax2.text(0.5, 0.5, "no duplicates found", ha="center", va="center", transform=ax2.transAxes)
+    ax2.set(
+        xlabel="clips set aside",
+        title=f"{len(duplicates)} duplicate clip(s) in {duplicates['group'].nunique()} group(s)",
+    )
+    fig.suptitle("Duplicates")
+    _save(fig, path)

@@ -1,0 +1,35 @@
+"""Writing tables between stages: atomically, so an interrupted job never leaves half a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def write_parquet(
+    table: pd.DataFrame | pa.Table,
+    path: str | Path,
+    schema: pa.Schema | None = None,
+    metadata: dict[str, str] | None = None,
+    row_group_size: int | None = None,
+) -> None:
+    """Write ``table`` to ``path`` (zstd) under a temporary name, then rename it into place.
+
+    ``metadata`` is added to the schema's key-value metadata.
+    """
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, schema=schema, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
