@@ -54,3 +54,19 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> number of jobs that a dry-run of this repo's workflow plans (empty when nothing to do)."""
+    proc = run_snakemake(workdir, "-n", *args)
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("\n")[3:]  # skip the header, its rule and the "job count" row
+    jobs = {}
+    for line in table:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs

@@ -238,6 +238,14 @@ def test_location_filter_keeps_only_species_expected_there(clips):
     assert set(result.detections["scientific_name"] + "_" + result.detections["common_name"]) <= set(allowed)
 
 
+def test_reportable_species_follow_the_location_filter():
+    everything = birdnet.reportable_species()
+    assert len(everything) == len(birdnet.birdnet_labels()) and everything["Turdus migratorius"] == "American Robin"
+    ithaca = birdnet.reportable_species(42.48, -76.45, 20)
+    assert "Turdus migratorius" in ithaca and "Erithacus rubecula" not in ithaca
+    assert set(ithaca) < set(everything)
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="lat and lon"):
         birdnet.scan_files([], lat=1.0)

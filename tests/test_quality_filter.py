@@ -4,12 +4,19 @@ import pytest
 
 from birdclef import synth
 from birdclef.audio import write_ogg
-from birdclef.quality_filter import FilterConfig, energy_activity, filter_clips, is_animal, score_clips
+from birdclef.quality_filter import (
+    FilterConfig,
+    band_activity,
+    birdnet_names_of,
+    filter_clips,
+    is_animal,
+    score_clips,
+)
 
 TAXONOMY = pd.DataFrame(
     {"primary_label": ["eurrob", "madeup"], "scientific_name": ["Erithacus rubecula", "Fictornis alba"]}
 )
-KNOWN = {"Erithacus rubecula", "Turdus merula"}
+KNOWN = {"Erithacus rubecula": "European Robin", "Turdus merula": "Eurasian Blackbird"}
 
 
 def clips(*rows):
@@ -57,8 +64,8 @@ def test_unknown_species_fall_back_to_energy(tmp_path):
     write_ogg(tmp_path / "empty.ogg", quiet, sr)
     write_ogg(tmp_path / "call.ogg", loud, sr)
     cfg = FilterConfig(min_clips_per_class=0)
-    energy = {k: energy_activity(str(tmp_path / f"{k}.ogg"), cfg) for k in ("empty", "call")}
-    assert energy["call"][1] > energy["empty"][1] + 10
+    energy = {k: band_activity(str(tmp_path / f"{k}.ogg"), cfg) for k in ("empty", "call")}
+    assert energy["call"][1] > 3 > energy["empty"].max()
     out = score_clips(
         clips(("empty", "madeup", 9.0), ("call", "madeup", 9.0)), detections(), TAXONOMY, KNOWN, cfg, energy
     ).set_index("clip_id")
@@ -129,3 +136,38 @@ def test_filter_clips_joins_the_manifest_and_computes_energy_only_where_needed(t
     assert {"path", "author", "quality", "best_windows"} <= set(out.columns)
     with pytest.raises(ValueError, match="never scanned"):
         filter_clips(manifest, d, segments.iloc[:1], TAXONOMY, KNOWN, FilterConfig())
+
+
+def test_a_buzz_that_fills_the_clip_is_active_and_noise_is_not(tmp_path):
+    """No silence to measure a floor against: the measure must work on the spectrum's shape."""
+    sr = 32_000
+    rng = np.random.default_rng(3)
+    cfg = FilterConfig()
+    for name, audio in {
+        "brown": synth.colored_noise(rng, 6 * sr, 2.0),
+        "pink": synth.colored_noise(rng, 6 * sr, 1.0),
+        "rain": synth.rain(rng, 6 * sr, sr),
+        "demo_background": synth.background(rng, 6 * sr, sr),
+    }.items():
+        write_ogg(tmp_path / f"{name}.ogg", 0.1 * audio / np.abs(audio).max(), sr)
+        assert band_activity(str(tmp_path / f"{name}.ogg"), cfg).max() < cfg.activity_margin_db, name
+    buzz = synth.bandpass_noise(rng, 6 * sr, 4000, 6000, sr)
+    noisy = 0.05 * synth.background(rng, 6 * sr, sr) / synth.rms(synth.background(rng, sr, sr))
+    write_ogg(tmp_path / "cicada.ogg", 0.5 * (noisy + buzz / synth.rms(buzz) * 0.05) / 4, sr)
+    assert (band_activity(str(tmp_path / "cicada.ogg"), cfg) > cfg.activity_margin_db).all()
+
+
+def test_birdnet_names_match_by_scientific_then_common_name():
+    taxonomy = pd.DataFrame(
+        {
+            "primary_label": ["eurrob", "firecr", "cicada"],
+            "scientific_name": ["Erithacus rubecula", "Regulus ignicapillus", "Cicada orni"],
+            "common_name": ["European Robin", "Common Firecrest", "Grey Cicada"],
+        }
+    )
+    birdnet = {"Erithacus rubecula": "European Robin", "Regulus ignicapilla": "Common Firecrest"}
+    assert birdnet_names_of(taxonomy, birdnet) == {
+        "eurrob": "Erithacus rubecula",
+        "firecr": "Regulus ignicapilla",
+        "cicada": "",
+    }

@@ -1,12 +1,18 @@
 """The workflow itself: lint-clean, and the demo DAG runs end to end on tiny data."""
 
+import re
+import shutil
 import subprocess
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN, REPO, TINY_DEMO, run_snakemake
+from birdclef.shards import shard_name, shard_of
+
+from conftest import BIN, REPO, TINY_DEMO, planned_jobs, run_snakemake
+
+TINY = {"demo": TINY_DEMO, "birdnet": {"n_shards": 3}}
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -27,14 +33,14 @@ def test_code_is_formatted_and_linted(cmd):
 def test_dry_run_lists_the_dag(tmp_path):
     proc = run_snakemake(tmp_path, "-n")
     out = proc.stdout + proc.stderr
-    for rule in ("demo_data", "manifest", "all"):
+    for rule in ("demo_data", "manifest", "birdnet_scan", "quality_filter", "dedup", "all"):
         assert rule in out
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump({"demo": TINY_DEMO}))
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     run_snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
     return workdir
 
@@ -46,10 +52,36 @@ def test_demo_run_builds_the_manifest(demo_run):
     truth = pd.read_csv(demo_run / "resources/demo/messy_truth.csv")
     assert len(rejected) == (truth["expected"] == "rejected").sum()
     assert len(clips) > 0
-    for rule in ("demo_data", "manifest"):
+    for rule in ("demo_data", "manifest", "quality_filter", "dedup", "birdnet_scan/shard-000"):
         assert (demo_run / f"results/logs/{rule}.log").stat().st_size > 0
         assert (demo_run / f"results/benchmarks/{rule}.tsv").is_file()
     assert "kept" in (demo_run / "results/logs/manifest.log").read_text()
+
+
+@pytest.mark.slow
+def test_demo_run_scans_filters_and_dedups_every_clip(demo_run):
+    manifest = pd.read_parquet(demo_run / "results/manifest/clips.parquet")
+    scanned = pd.concat(
+        pd.read_parquet(p) for p in sorted((demo_run / "results/birdnet").glob("shard-*.clips.parquet"))
+    )
+    assert sorted(scanned["clip_id"]) == sorted(manifest["clip_id"])  # each clip in exactly one shard
+    assert (scanned["n_segments"] > 0).all() and scanned["error"].isna().all()
+    clips = pd.read_parquet(demo_run / "results/dedup/clips.parquet")
+    assert sorted(clips["clip_id"]) == sorted(manifest["clip_id"])
+    assert (clips["keep"] == clips["quality_keep"] & clips["dedup_keep"]).all()
+    assert clips["quality_keep"].sum() > 0.8 * len(clips)
+    assert clips.loc[clips["keep"], "best_windows"].map(len).gt(0).all()
+    for png in ("filter/quality_filter.png", "dedup/duplicates.png"):
+        assert (demo_run / "results" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_demo_run_finds_exactly_the_planted_duplicates(demo_run):
+    truth = pd.read_csv(demo_run / "resources/demo/duplicates_truth.csv")
+    planted = {frozenset(p) for p in zip(truth["original"], truth["duplicate"], strict=True)}
+    found = pd.read_csv(demo_run / "results/dedup/duplicates.csv")
+    pairs = {frozenset((f"{a}.ogg", f"{b}.ogg")) for a, b in zip(found["clip_id"], found["kept_clip_id"], strict=True)}
+    assert pairs == planted  # precision and recall 1.0
 
 
 @pytest.mark.slow
@@ -59,11 +91,20 @@ def test_second_run_has_nothing_to_do(demo_run):
 
 
 @pytest.mark.slow
-def test_changed_manifest_knob_reruns_the_manifest_only(demo_run):
-    (demo_run / "knob.yaml").write_text(yaml.safe_dump({"manifest": {"min_duration_s": 0.2}}))
-    proc = run_snakemake(demo_run, "-n", "--configfile", "tiny.yaml", "knob.yaml")
-    out = proc.stdout + proc.stderr
-    assert "manifest" in out and "demo_data" not in out
+@pytest.mark.parametrize(
+    ("knob", "reruns"),
+    [
+        # The BirdNET shards wait for the manifest (a checkpoint); those whose clips
+        # change then rerun (test_adding_one_clip_rescans_one_shard).
+        ({"manifest": {"min_duration_s": 0.2}}, {"manifest", "quality_filter", "dedup", "all"}),
+        ({"quality_filter": {"min_own_confidence": 0.3}}, {"quality_filter", "dedup", "all"}),
+        ({"dedup": {"threshold": 0.7}}, {"dedup", "all"}),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else "",
+)
+def test_a_changed_knob_reruns_its_stage_and_what_follows(demo_run, knob, reruns):
+    (demo_run / "knob.yaml").write_text(yaml.safe_dump(knob))
+    assert set(planned_jobs(demo_run, "--configfile", "tiny.yaml", "knob.yaml")) == reruns
 
 
 def test_real_data_dir_is_used_as_is(tmp_path, shared_data):
@@ -78,3 +119,59 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--configfile", "c.yaml", check=False)
     assert proc.returncode != 0
     assert "data_dir" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def real_layout_run(tmp_path_factory, tiny_demo):
+    """The tiny demo copied to a folder of its own and run as if it were real data."""
+    workdir = tmp_path_factory.mktemp("real_layout")
+    shutil.copytree(tiny_demo, workdir / "data")
+    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": str(workdir / "data"), "birdnet": {"n_shards": 3}}))
+    run_snakemake(workdir, "--cores", "2", "--configfile", "c.yaml")
+    return workdir
+
+
+def ran_jobs(proc) -> list[str]:
+    """'rule' or 'rule shard' of every job a Snakemake run started, from its output."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) )", proc.stdout + proc.stderr)[1:]:
+        rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block).group(1)
+        shard = re.search(r"\n    wildcards: shard=(shard-\d+)", block.split("\nShell command")[0])
+        jobs.append(f"{rule} {shard.group(1)}" if shard else rule)
+    return jobs
+
+
+@pytest.mark.slow
+def test_adding_one_clip_rescans_one_shard(real_layout_run):
+    data = real_layout_run / "data"
+    train = pd.read_csv(data / "train.csv")
+    kept = set(pd.read_parquet(real_layout_run / "results/manifest/clips.parquet")["filename"])
+    src = train[train["filename"].isin(kept)].iloc[0]
+    new = src.copy()
+    new["filename"] = f"{src['primary_label']}/XC999999.ogg"
+    shutil.copy(data / "train_audio" / src["filename"], data / "train_audio" / new["filename"])
+    pd.concat([train, new.to_frame().T]).to_csv(data / "train.csv", index=False)
+
+    proc = run_snakemake(real_layout_run, "--cores", "2", "--configfile", "c.yaml")
+    shard = shard_name(shard_of(new["filename"].removesuffix(".ogg"), 3))
+    assert sorted(ran_jobs(proc)) == sorted(["manifest", f"birdnet_scan {shard}", "quality_filter", "dedup", "all"])
+    dups = pd.read_csv(real_layout_run / "results/dedup/duplicates.csv")
+    assert new["filename"].removesuffix(".ogg") in set(dups["clip_id"]) | set(dups["kept_clip_id"])  # a copy
+    assert planned_jobs(real_layout_run, "--configfile", "c.yaml") == {}
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_real_recordings_run_through_dedup(tmp_path, shared_data):
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump({"data_dir": str(shared_data)}))
+    run_snakemake(tmp_path, "results/dedup/clips.parquet", "--cores", "2", "--configfile", "real.yaml")
+    train = pd.read_csv(shared_data / "train.csv")
+    manifest = pd.read_parquet(tmp_path / "results/manifest/clips.parquet")
+    rejected = pd.read_csv(tmp_path / "results/manifest/rejected.csv")
+    clips = pd.read_parquet(tmp_path / "results/dedup/clips.parquet")
+    assert len(manifest) + len(rejected) >= len(train) and sorted(clips["clip_id"]) == sorted(manifest["clip_id"])
+    # NIPS4B: 87 classes, of which BirdNET knows the birds (68 by scientific name, 2 more by common name)
+    assert clips.groupby("primary_label")["birdnet_knows_species"].first().sum() >= 65
+    assert 0.8 * len(clips) < clips["keep"].sum() < len(clips)  # it drops some, not many
+    assert clips.groupby("primary_label")["keep"].sum().min() >= min(5, clips["primary_label"].value_counts().min())
+    print(f"NIPS4B: {clips['keep'].sum()} of {len(clips)} clips kept; {(~clips['dedup_keep']).sum()} duplicates")

@@ -132,11 +132,11 @@ def _location_labels(analyzer: Any, lat: float, lon: float, week: int | None) ->
         )
 
 
-def reportable_species(lat: float | None = None, lon: float | None = None, week: int | None = None) -> set[str]:
-    """Scientific names BirdNET can report: all of its classes, or those the location filter lets through."""
+def reportable_species(lat: float | None = None, lon: float | None = None, week: int | None = None) -> dict[str, str]:
+    """Scientific -> common name of what BirdNET can report: all it knows, or what the location filter lets through."""
     if lat is None:
-        return {sci for sci, _ in birdnet_labels()}
-    return {_split_label(label)[0] for label in _location_labels(load_analyzer(), lat, lon, week)}
+        return dict(birdnet_labels())
+    return dict(_split_label(label) for label in _location_labels(load_analyzer(), lat, lon, week))
 
 
 def load_analyzer() -> Any:

@@ -4,19 +4,21 @@ Per clip it derives, from the BirdNET detections: the best confidence for the
 clip's own species (when BirdNET knows it, matched by scientific name), the best
 confidence for any animal, and the fraction of 3 s segments with a detection.
 Species that BirdNET does not know (insects, frogs, made-up demo species) fall
-back to an energy measure above ``energy_min_hz``. No class is ever cut below
+back to a spectral activity measure above ``energy_min_hz`` (:func:`band_activity`). No class is ever cut below
 ``min_clips_per_class``: the rarest classes weigh most in macro ROC-AUC.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from scipy.ndimage import uniform_filter1d
 
 from birdclef.parallel import ordered_map
 
@@ -33,7 +35,7 @@ class FilterConfig:
     min_active_fraction: float = 0.05  # unknown species: drop when fewer segments are active
     min_clips_per_class: int = 5  # never keep fewer clips of a class than this (when it has them)
     energy_min_hz: float = 2000.0  # the energy fallback looks above this frequency
-    energy_margin_db: float = 10.0  # a segment is active this far above the clip's noise floor
+    activity_margin_db: float = 3.0  # a segment is active when its spectrum bumps this far above a noise fit
     n_best_windows: int = 3  # best window starts kept per clip
     window_s: float = 5.0  # length of the windows that later stages cut
     birdnet_secondary: bool = False  # add species BirdNET hears with confidence as soft secondary labels
@@ -52,26 +54,41 @@ def is_animal(scientific_name: str | pd.Series, common_name: str | pd.Series) ->
     return scientific_name != common_name
 
 
-def energy_activity(path: str, cfg: FilterConfig) -> np.ndarray:
-    """Level (dB) above the clip's noise floor, per 3 s segment, of the band above ``energy_min_hz``.
+def band_activity(path: str, cfg: FilterConfig) -> np.ndarray:
+    """How far (dB) each 3 s segment's spectrum above ``energy_min_hz`` rises over a noise-like fit.
 
-    The floor is the 10th percentile of 50 ms frame energies, so pauses between
-    calls set it; a segment's level is its 90th-percentile frame.
+    Per segment: the power spectrum averaged over the segment (32 ms frames), in
+    dB, smoothed over about 200 Hz, and fitted by a straight line in log
+    frequency, which is the shape of wind, rain and pink-to-brown noise. The
+    score is the largest bump above that line. A call, a buzz or a chorus puts
+    energy in a band of its own and stands out; noise does not (synthetic demo
+    backgrounds score at most 1.3 dB). Unlike a level above the clip's quietest
+    frames, this needs no silence in the clip: a cicada that fills a 3 s clip
+    counts as active.
     """
     audio, sr = sf.read(path, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
-    frame = max(1, int(0.05 * sr))
-    n_frames = len(mono) // frame
-    if n_frames == 0:
-        return np.zeros(1)
-    frames = mono[: n_frames * frame].reshape(n_frames, frame) * np.hanning(frame)
-    spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    band = spec[:, np.fft.rfftfreq(frame, 1 / sr) >= cfg.energy_min_hz].sum(axis=1)
-    db = 10 * np.log10(band + 1e-12)
-    floor = np.percentile(db, 10)
-    per_segment = max(1, int(SEGMENT_S / 0.05))
-    n_seg = int(np.ceil(n_frames / per_segment))
-    return np.array([np.percentile(db[i * per_segment : (i + 1) * per_segment], 90) - floor for i in range(n_seg)])
+    n_fft = 1 << int(np.ceil(np.log2(0.032 * sr)))
+    hop = n_fft // 2
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    band = (freqs >= cfg.energy_min_hz) & (freqs <= 0.95 * sr / 2)
+    if band.sum() < 16:
+        raise ValueError(f"{path}: {sr} Hz audio has no band above energy_min_hz = {cfg.energy_min_hz:.0f} Hz")
+    fit = np.vstack([np.log(freqs[band]), np.ones(int(band.sum()))]).T
+    smooth = max(1, round(200 / (sr / n_fft)))
+    window = np.hanning(n_fft).astype(np.float32)
+    seg = int(SEGMENT_S * sr)
+    scores = []
+    for start in range(0, max(len(mono), 1), seg):
+        chunk = mono[start : start + seg]
+        if len(chunk) < n_fft:
+            chunk = np.pad(chunk, (0, n_fft - len(chunk)))
+        frames = np.lib.stride_tricks.sliding_window_view(chunk, n_fft)[::hop] * window
+        power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2)[:, band].mean(axis=0)
+        db = uniform_filter1d(10 * np.log10(power + 1e-12), smooth)
+        coef, *_ = np.linalg.lstsq(fit, db, rcond=None)
+        scores.append(float((db - fit @ coef).max()))
+    return np.array(scores)
 
 
 def _best_windows(scores: np.ndarray, duration: float, cfg: FilterConfig) -> list[float]:
@@ -82,11 +99,27 @@ def _best_windows(scores: np.ndarray, duration: float, cfg: FilterConfig) -> lis
     return list(dict.fromkeys(round(s, 3) for s in starts))
 
 
+def birdnet_names_of(taxonomy: pd.DataFrame, birdnet_species: Mapping[str, str]) -> dict[str, str]:
+    """primary_label -> the scientific name BirdNET reports for it ("" when BirdNET does not know it).
+
+    Matched by scientific name, else by common name (case-insensitive), which
+    catches renamed genera: NIPS4B's Regulus ignicapillus and Sylvia undata are
+    BirdNET v2.4's Regulus ignicapilla and Curruca undata.
+    """
+    by_common = {common.lower(): sci for sci, common in birdnet_species.items()}
+    out = {}
+    for row in taxonomy.itertuples(index=False):
+        sci = str(row.scientific_name)
+        common = str(getattr(row, "common_name", "")).lower()
+        out[row.primary_label] = sci if sci in birdnet_species else by_common.get(common, "")
+    return out
+
+
 def score_clips(
     clips: pd.DataFrame,
     detections: pd.DataFrame,
     taxonomy: pd.DataFrame,
-    birdnet_names: set[str],
+    birdnet_species: Mapping[str, str],
     cfg: FilterConfig,
     energy: dict[str, np.ndarray] | None = None,
     scan_errors: dict[str, str] | None = None,
@@ -94,16 +127,16 @@ def score_clips(
     """One row per clip: the measures, the keep flag, the reason, the best windows and BirdNET's secondaries.
 
     ``detections``: clip_id, start, end, scientific_name, common_name, confidence.
-    ``energy``: clip_id -> per-segment level above the floor (dB), needed for
-    species BirdNET does not know (see :func:`energy_activity`). ``scan_errors``:
+    ``energy``: clip_id -> per-segment activity score (dB), needed for
+    species BirdNET does not know (see :func:`band_activity`). ``scan_errors``:
     clip_id -> why BirdNET could not scan it in full; such a clip is dropped.
     ``birdnet_secondary`` lists taxonomy labels BirdNET heard with at least
     ``secondary_min_confidence`` (empty unless ``cfg.birdnet_secondary``).
     """
-    sci = taxonomy.set_index("primary_label")["scientific_name"].to_dict()
-    labels_of: dict[str, list[str]] = (
-        taxonomy.groupby("scientific_name", sort=False)["primary_label"].agg(list).to_dict()
-    )
+    sci = birdnet_names_of(taxonomy, birdnet_species)
+    labels_of: dict[str, list[str]] = {}
+    for label, name in sci.items():
+        labels_of.setdefault(name, []).append(label)
     scan_errors = scan_errors or {}
     by_clip = {k: g for k, g in detections.groupby("clip_id", sort=False)}
     rows = []
@@ -116,7 +149,7 @@ def score_clips(
             )
         ]
         own_name = sci.get(clip.primary_label, "")
-        known = own_name in birdnet_names
+        known = own_name != ""
         own = animal[animal["scientific_name"] == own_name]
         any_conf = float(animal["confidence"].max()) if len(animal) else 0.0
         active_birdnet = animal["start"].nunique() / n_seg
@@ -141,11 +174,11 @@ def score_clips(
                     f"{clip.clip_id}: {own_name or clip.primary_label} is unknown to BirdNET and no energy"
                 )
             seg_scores[: len(levels)] = levels[:n_seg]
-            active = float(np.mean(levels >= cfg.energy_margin_db)) if len(levels) else 0.0
+            active = float(np.mean(levels >= cfg.activity_margin_db)) if len(levels) else 0.0
             quality = active
             keep = active >= cfg.min_active_fraction
             reason = (
-                "kept: activity above the noise floor"
+                "kept: a sound stands out of the noise"
                 if keep
                 else f"no activity above {cfg.energy_min_hz:.0f} Hz (active fraction {active:.2f})"
             )
@@ -189,7 +222,7 @@ def filter_clips(
     detections: pd.DataFrame,
     segments: pd.DataFrame,
     taxonomy: pd.DataFrame,
-    birdnet_names: set[str],
+    birdnet_species: Mapping[str, str],
     cfg: FilterConfig,
     workers: int = 1,
 ) -> pd.DataFrame:
@@ -203,18 +236,18 @@ def filter_clips(
     if missing:
         raise ValueError(f"{len(missing)} clip(s) were never scanned by BirdNET, e.g. {missing[:3]}")
     errors = segments.dropna(subset=["error"]).set_index("clip_id")["error"].to_dict()
-    sci = taxonomy.set_index("primary_label")["scientific_name"]
-    unknown = clips[~clips["primary_label"].map(sci).isin(birdnet_names)]
+    sci = birdnet_names_of(taxonomy, birdnet_species)
+    unknown = clips[clips["primary_label"].map(sci).fillna("") == ""]
     log.info(
         "%d clips of %d classes; BirdNET knows %d of the classes; energy fallback for %d clips",
         len(clips),
         clips["primary_label"].nunique(),
-        int(sci.loc[clips["primary_label"].unique()].isin(birdnet_names).sum()),
+        sum(sci.get(label, "") != "" for label in clips["primary_label"].unique()),
         len(unknown),
     )
-    levels = ordered_map(partial(energy_activity, cfg=cfg), unknown["path"].tolist(), workers, chunksize=8)
+    levels = ordered_map(partial(band_activity, cfg=cfg), unknown["path"].tolist(), workers, chunksize=8)
     energy = dict(zip(unknown["clip_id"], levels, strict=True))
-    scored = score_clips(clips, detections, taxonomy, birdnet_names, cfg, energy, errors)
+    scored = score_clips(clips, detections, taxonomy, birdnet_species, cfg, energy, errors)
     out = clips.merge(scored.drop(columns="primary_label"), on="clip_id", how="left", validate="one_to_one")
     kept = out.groupby("primary_label")["keep"].agg(["sum", "size"])
     log.info(
