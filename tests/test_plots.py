@@ -18,6 +18,7 @@ def clips(n_classes: int = 30) -> pd.DataFrame:
                     "own_confidence": 0.2 * i if known else float("nan"),
                     "active_fraction": 0.25 * i,
                     "keep": i > 0,
+                    "reason": "kept: class minimum (x)" if i == 1 else "x",
                     "dedup_keep": i != 3 or k % 3 != 0,
                 }
             )

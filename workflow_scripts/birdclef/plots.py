@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-KEPT, DROPPED = "#2a9d8f", "#e76f51"
+KEPT, RESCUED, DROPPED = "#2a9d8f", "#e9c46a", "#e76f51"
 
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
@@ -29,9 +29,12 @@ def _class_height(n_classes: int) -> float:
 
 
 def plot_quality_filter(clips: pd.DataFrame, path: str | Path) -> None:
-    """Score distributions (BirdNET's own-species confidence; energy activity) and kept/dropped per class."""
+    """Score distributions (BirdNET's own-species confidence; band activity) and kept/dropped per class.
+
+    Clips kept only to meet the class minimum have a colour of their own.
+    """
     per_class = clips.groupby("primary_label")["keep"].agg(kept="sum", total="size").sort_index(ascending=False)
-    fig = plt.figure(figsize=(12, _class_height(len(per_class))))
+    fig = plt.figure(figsize=(12, _class_height(len(per_class))), layout="constrained")
     grid = fig.add_gridspec(2, 2, width_ratios=[1.2, 1])
     panels = [
         ("own_confidence", "BirdNET confidence for the clip's own species", "clips of species BirdNET knows"),
@@ -40,13 +43,14 @@ def plot_quality_filter(clips: pd.DataFrame, path: str | Path) -> None:
     for row, (col, xlabel, title) in enumerate(panels):
         ax = fig.add_subplot(grid[row, 0])
         subset = clips[clips["birdnet_knows_species"] == (col == "own_confidence")]
-        bins = np.linspace(0, 1, 21)
+        rescued = subset["reason"].str.startswith("kept: class minimum")
+        groups = [subset["keep"] & ~rescued, rescued, ~subset["keep"]]
         ax.hist(
-            [subset.loc[subset["keep"], col].dropna(), subset.loc[~subset["keep"], col].dropna()],
-            bins=bins,
+            [subset.loc[g, col].dropna() for g in groups],
+            bins=np.linspace(0, 1, 21),
             stacked=True,
-            color=[KEPT, DROPPED],
-            label=["kept", "dropped"],
+            color=[KEPT, RESCUED, DROPPED],
+            label=["kept", "kept: class minimum", "dropped"],
         )
         ax.set(xlabel=xlabel, ylabel="clips", title=f"{title} ({len(subset)})")
         ax.legend()
