@@ -13,6 +13,7 @@ include: "rules/demo.smk"
 include: "rules/manifest.smk"
 include: "rules/quality.smk"
 include: "rules/dedup.smk"
+include: "rules/mels.smk"
 
 
 rule all:
@@ -23,3 +24,5 @@ rule all:
         "results/dedup/clips.parquet",
         "results/dedup/duplicates.csv",
         "results/dedup/duplicates.png",
+        expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
+        expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),

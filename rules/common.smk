@@ -11,11 +11,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from birdclef.demo_data import DemoConfig  # noqa: E402
 from birdclef.manifest import list_audio_files  # noqa: E402
+from birdclef.mel import MelConfig  # noqa: E402
 from birdclef.shards import shard_name, shard_of  # noqa: E402
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
     DemoConfig.from_dict(config["demo"])
+    MelConfig.from_dict(config["mel"])
 except ValueError as err:
     raise ValueError(f"Invalid config: {err}") from None
 _bn = config["birdnet"]
@@ -72,3 +74,48 @@ def birdnet_shard_audio(wildcards) -> list[str]:
     """The audio files of the clips in one BirdNET shard (by a stable hash of the clip id)."""
     n = config["birdnet"]["n_shards"]
     return sorted(path for clip_id, path in manifest_paths() if shard_name(shard_of(clip_id, n)) == wildcards.shard)
+
+
+# --- Mel shards ---------------------------------------------------------------
+# dedup is a checkpoint too: a training shard takes the audio of its own kept
+# clips as inputs, and their labels and windows as params, so one added or
+# relabelled clip rebuilds one shard.
+MEL_TRAIN_SHARDS = [shard_name(i) for i in range(config["mel_shards"]["n_train_shards"])]
+MEL_SOUNDSCAPE_SHARDS = [shard_name(i) for i in range(config["mel_shards"]["n_soundscape_shards"])]
+TRAIN_ROW_COLUMNS = ["clip_id", "path", "primary_label", "secondary_labels", "birdnet_secondary"]
+TRAIN_ROW_COLUMNS += ["duration_s", "best_windows", "quality_reason"]
+
+
+@functools.lru_cache(maxsize=4)
+def _kept_clips(clips: str, mtime_ns: int, n_shards: int) -> dict[str, list[tuple]]:
+    import pandas as pd
+
+    table = pd.read_parquet(clips, columns=[*TRAIN_ROW_COLUMNS, "keep"])
+    shards: dict[str, list[tuple]] = {}
+    for row in table[table["keep"]].sort_values("clip_id").itertuples(index=False):
+        values = tuple(tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in row[:-1])
+        shards.setdefault(shard_name(shard_of(row.clip_id, n_shards)), []).append(values)
+    return shards
+
+
+def mel_train_rows(wildcards) -> list[tuple]:
+    """The kept clips of one training shard, as they bear on its mels; waits for the dedup checkpoint."""
+    clips = checkpoints.dedup.get().output.clips
+    n = config["mel_shards"]["n_train_shards"]
+    return _kept_clips(clips, os.stat(clips).st_mtime_ns, n).get(wildcards.shard, [])
+
+
+def mel_train_audio(wildcards) -> list[str]:
+    return sorted({row[1] for row in mel_train_rows(wildcards)})
+
+
+def soundscape_inputs(wildcards) -> list[str]:
+    """The train_soundscapes files of one shard; the demo's folder stands for its files, as in the manifest."""
+    root = Path(DATA_DIR) / "train_soundscapes"
+    if USE_DEMO:
+        return [str(root)]
+    if not root.is_dir():
+        return []
+    n = config["mel_shards"]["n_soundscape_shards"]
+    names = [name for name in list_audio_files(root) if shard_name(shard_of(Path(name).stem, n)) == wildcards.shard]
+    return [str(root / name) for name in names]

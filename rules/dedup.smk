@@ -1,7 +1,8 @@
 # Stage 4: duplicate recordings grouped; one clip of each group is kept.
+# A checkpoint: the clips it keeps decide what the mel shards read.
 
 
-rule dedup:
+checkpoint dedup:
     input:
         clips="results/filter/clips.parquet",
         audio=all_clip_audio,

@@ -57,7 +57,7 @@ rule quality_filter:
         mem_mb=4000,
         runtime=60,
     params:
-        filter=config["quality_filter"],
+        filter={**config["quality_filter"], "window_s": config["chunks"]["chunk_s"]},
         location={k: config["birdnet"][k] for k in ("lat", "lon", "week")},
     script:
         "../workflow_scripts/run_quality_filter.py"

@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from birdclef.audio import read_audio, write_ogg
 from birdclef.shards import shard_name, shard_of
 
 from conftest import BIN, REPO, TINY_DEMO, planned_jobs, run_snakemake
 
-TINY = {"demo": TINY_DEMO, "birdnet": {"n_shards": 3}}
+SHARDS = {"birdnet": {"n_shards": 3}, "mel_shards": {"n_train_shards": 2, "n_soundscape_shards": 1}}
+TINY = {"demo": TINY_DEMO, **SHARDS}
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -33,7 +35,16 @@ def test_code_is_formatted_and_linted(cmd):
 def test_dry_run_lists_the_dag(tmp_path):
     proc = run_snakemake(tmp_path, "-n")
     out = proc.stdout + proc.stderr
-    for rule in ("demo_data", "manifest", "birdnet_scan", "quality_filter", "dedup", "all"):
+    rules = (
+        "demo_data",
+        "manifest",
+        "birdnet_scan",
+        "quality_filter",
+        "dedup",
+        "mel_train_shard",
+        "mel_soundscape_shard",
+    )
+    for rule in (*rules, "all"):
         assert rule in out
 
 
@@ -76,6 +87,17 @@ def test_demo_run_scans_filters_and_dedups_every_clip(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_run_caches_mels_of_every_kept_clip_and_soundscape_window(demo_run):
+    clips = pd.read_parquet(demo_run / "results/dedup/clips.parquet")
+    train = pd.concat(pd.read_parquet(p) for p in sorted((demo_run / "results/mels/train").glob("shard-*.parquet")))
+    assert set(train["id"]) == set(clips.loc[clips["keep"], "clip_id"])
+    windows = pd.read_parquet(demo_run / "results/mels/soundscapes/shard-000.parquet")
+    n_soundscapes = len(list((demo_run / "resources/demo/train_soundscapes").glob("*.ogg")))
+    assert len(windows) == n_soundscapes * TINY_DEMO["soundscape_seconds"] // 5
+    assert windows["row_id"].is_unique and (windows["primary"] == -1).all()
+
+
+@pytest.mark.slow
 def test_demo_run_finds_exactly_the_planted_duplicates(demo_run):
     truth = pd.read_csv(demo_run / "resources/demo/duplicates_truth.csv")
     planted = {frozenset(p) for p in zip(truth["original"], truth["duplicate"], strict=True)}
@@ -95,10 +117,11 @@ def test_second_run_has_nothing_to_do(demo_run):
     ("knob", "reruns"),
     [
         # The BirdNET shards wait for the manifest (a checkpoint); those whose clips
-        # change then rerun (test_adding_one_clip_rescans_one_shard).
+        # change then rerun (test_adding_one_clip_rebuilds_one_shard_of_each_stage).
         ({"manifest": {"min_duration_s": 0.2}}, {"manifest", "quality_filter", "dedup", "all"}),
         ({"quality_filter": {"min_own_confidence": 0.3}}, {"quality_filter", "dedup", "all"}),
         ({"dedup": {"threshold": 0.7}}, {"dedup", "all"}),
+        ({"mel": {"n_mels": 64}}, {"mel_train_shard", "mel_soundscape_shard", "all"}),
     ],
     ids=lambda v: next(iter(v)) if isinstance(v, dict) else "",
 )
@@ -126,7 +149,7 @@ def real_layout_run(tmp_path_factory, tiny_demo):
     """The tiny demo copied to a folder of its own and run as if it were real data."""
     workdir = tmp_path_factory.mktemp("real_layout")
     shutil.copytree(tiny_demo, workdir / "data")
-    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": str(workdir / "data"), "birdnet": {"n_shards": 3}}))
+    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": str(workdir / "data"), **SHARDS}))
     run_snakemake(workdir, "--cores", "2", "--configfile", "c.yaml")
     return workdir
 
@@ -142,21 +165,24 @@ def ran_jobs(proc) -> list[str]:
 
 
 @pytest.mark.slow
-def test_adding_one_clip_rescans_one_shard(real_layout_run):
+def test_adding_one_clip_rebuilds_one_shard_of_each_stage(real_layout_run):
     data = real_layout_run / "data"
     train = pd.read_csv(data / "train.csv")
     kept = set(pd.read_parquet(real_layout_run / "results/manifest/clips.parquet")["filename"])
     src = train[train["filename"].isin(kept)].iloc[0]
     new = src.copy()
     new["filename"] = f"{src['primary_label']}/XC999999.ogg"
-    shutil.copy(data / "train_audio" / src["filename"], data / "train_audio" / new["filename"])
+    new["author"] = "Someone Else"  # same author, label and duration would make it a (metadata) duplicate
+    audio, sr = read_audio(data / "train_audio" / src["filename"])
+    write_ogg(data / "train_audio" / new["filename"], audio[::-1], sr)  # played backwards: not a duplicate
     pd.concat([train, new.to_frame().T]).to_csv(data / "train.csv", index=False)
 
     proc = run_snakemake(real_layout_run, "--cores", "2", "--configfile", "c.yaml")
-    shard = shard_name(shard_of(new["filename"].removesuffix(".ogg"), 3))
-    assert sorted(ran_jobs(proc)) == sorted(["manifest", f"birdnet_scan {shard}", "quality_filter", "dedup", "all"])
-    dups = pd.read_csv(real_layout_run / "results/dedup/duplicates.csv")
-    assert new["filename"].removesuffix(".ogg") in set(dups["clip_id"]) | set(dups["kept_clip_id"])  # a copy
+    clip_id = new["filename"].removesuffix(".ogg")
+    scan, mel = shard_name(shard_of(clip_id, 3)), shard_name(shard_of(clip_id, 2))
+    expected = ["manifest", f"birdnet_scan {scan}", "quality_filter", "dedup", f"mel_train_shard {mel}"]
+    assert sorted(set(ran_jobs(proc)) - {"all"}) == sorted(expected)
+    assert clip_id in set(pd.read_parquet(real_layout_run / f"results/mels/train/{mel}.parquet")["id"])
     assert planned_jobs(real_layout_run, "--configfile", "c.yaml") == {}
 
 

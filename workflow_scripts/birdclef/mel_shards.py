@@ -171,7 +171,8 @@ def train_items(clips: pd.DataFrame, classes: Sequence[str], cfg: ChunkConfig) -
     index = {c: k for k, c in enumerate(classes)}
     for clip in clips.sort_values("clip_id").itertuples(index=False):
         primary = index[clip.primary_label]
-        extra = list(clip.secondary_labels) + list(getattr(clip, "birdnet_secondary", []) or [])
+        birdnet = getattr(clip, "birdnet_secondary", None)
+        extra = list(clip.secondary_labels) + ([] if birdnet is None else list(birdnet))
         secondary = tuple(sorted({index[s] for s in extra if s in index} - {primary}))
         rescued = str(getattr(clip, "quality_reason", "")).startswith("kept: class minimum")
         yield _Item(

@@ -1,0 +1,39 @@
+"""Rules mel_train_shard and mel_soundscape_shard: one shard of the log-mel cache."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from birdclef.logs import run_logged
+from birdclef.manifest import list_audio_files
+from birdclef.mel import MelConfig
+from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, build_train_shard, write_shard
+from birdclef.shards import shard_name, shard_of
+
+
+def in_shard(name: str, smk) -> bool:
+    return shard_name(shard_of(name, smk.params.n_shards)) == smk.wildcards.shard
+
+
+def main(smk) -> None:
+    log = logging.getLogger(smk.rule)
+    classes = pd.read_csv(smk.input.taxonomy)["primary_label"].astype(str).tolist()
+    mel, chunks = MelConfig.from_dict(smk.params.mel), ChunkConfig.from_dict(smk.params.chunks)
+    if smk.rule == "mel_train_shard":
+        clips = pd.read_parquet(smk.input.clips)
+        clips = clips[clips["keep"] & clips["clip_id"].map(lambda c: in_shard(c, smk))]
+        log.info("%s: %d kept clips, %.0f s of audio", smk.wildcards.shard, len(clips), clips["duration_s"].sum())
+        table = build_train_shard(clips, classes, mel, chunks, threads=smk.threads)
+    else:
+        paths = []
+        for item in map(Path, smk.input.audio):
+            paths += [item / name for name in list_audio_files(item)] if item.is_dir() else [item]
+        paths = [p for p in paths if in_shard(p.stem, smk)]
+        log.info("%s: %d soundscapes", smk.wildcards.shard, len(paths))
+        table = build_soundscape_shard(paths, classes, mel, chunks, threads=smk.threads)
+    write_shard(table, smk.output[0], classes, mel, chunks)
+    log.info("wrote %d rows (mel hash %s) to %s", table.num_rows, mel.hash, smk.output[0])
+
+
+run_logged(snakemake.log[0], main, snakemake)  # noqa: F821 (injected by Snakemake)
