@@ -1,0 +1,48 @@
+import pytest
+import timm
+import torch
+
+from birdclef.models import BirdModel, ModelConfig, load_model, save_model
+
+X = torch.randn(2, 1, 64, 96)
+
+
+@pytest.mark.parametrize("head", ["linear", "conv1x1", "sed"])
+def test_every_head_gives_clip_logits(head):
+    model = BirdModel(ModelConfig(backbone="efficientnet_b0", head=head), n_classes=7).eval()
+    out = model(X)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert model.backbone.conv_stem.weight.grad is not None
+
+
+def test_any_timm_backbone():
+    model = BirdModel(ModelConfig(backbone="regnety_008", head="sed"), n_classes=3).eval()
+    assert model(X).shape == (2, 3)
+
+
+def test_bad_config_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match="head"):
+        ModelConfig(head="mlp")
+    with pytest.raises(ValueError, match="backbone"):
+        ModelConfig(backbone="efficientnet_b99")
+    with pytest.raises(ValueError, match="pretrained"):
+        ModelConfig(pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
+    model = BirdModel(ModelConfig(head="sed", dropout=0.3), n_classes=4).eval()
+    save_model(tmp_path / "m" / "model.pt", model, ["a", "b", "c", "d"], extra={"epoch": 3, "mel_hash": "abc"})
+    loaded, payload = load_model(tmp_path / "m" / "model.pt")
+    assert payload["classes"] == ["a", "b", "c", "d"] and payload["epoch"] == 3
+    assert payload["model_config"]["dropout"] == 0.3
+    torch.testing.assert_close(loaded(X), model(X))
+
+
+def test_a_local_pretrained_file_initialises_the_backbone(tmp_path):
+    source = timm.create_model("efficientnet_b0", num_classes=10)  # a 3-channel ImageNet-style checkpoint
+    torch.save(source.state_dict(), tmp_path / "weights.pth")
+    model = BirdModel(ModelConfig(pretrained=str(tmp_path / "weights.pth")), n_classes=5)
+    # timm folds the RGB stem into one channel by summing it
+    torch.testing.assert_close(model.backbone.conv_stem.weight, source.conv_stem.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(model.backbone.blocks[3][0].conv_pw.weight, source.blocks[3][0].conv_pw.weight)

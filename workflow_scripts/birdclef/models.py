@@ -1,0 +1,97 @@
+"""Models: a timm backbone on one-channel log-mels, and a head chosen in config.
+
+Heads (on the backbone's last ``features_only`` feature map, batch x C x F x T):
+- ``linear``: global average pool, dropout, linear (timm's stock classifier).
+- ``conv1x1``: dropout, a 1x1 convolution to class maps, averaged over frequency,
+  then the mean and the max over time averaged (a call can be short).
+- ``sed``: frequency-averaged frames, dropout, frame-wise class logits pooled over
+  time by learned attention (the SED head of the BirdCLEF winners, after PANNs).
+
+Every head returns clip-level logits (batch x classes). ``model.pt`` holds only
+tensors, strings and numbers, and loads with ``torch.load(..., weights_only=True)``
+without the training config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+HEADS = ("linear", "conv1x1", "sed")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One named entry of ``models:`` in config.yaml."""
+
+    backbone: str = "efficientnet_b0"  # any timm model name
+    head: str = "sed"
+    dropout: float = 0.2
+    pretrained: str | None = None  # a local weights file (no model hub is reachable); None trains from scratch
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.backbone not in timm.list_models():
+            raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ValueError(f"pretrained: {self.pretrained} is not a file")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        return cls(**values)
+
+
+class BirdModel(nn.Module):
+    """Backbone (``in_chans=1``, ``features_only``) plus head: (batch, 1, mels, frames) -> logits."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        extra: dict[str, Any] = {}
+        if cfg.pretrained:
+            extra = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(cfg.pretrained)}}
+        self.backbone = timm.create_model(cfg.backbone, in_chans=1, features_only=True, out_indices=(-1,), **extra)
+        channels = self.backbone.feature_info.channels()[-1]
+        self.dropout = nn.Dropout(cfg.dropout)
+        if cfg.head == "linear":
+            self.fc = nn.Linear(channels, n_classes)
+        elif cfg.head == "conv1x1":
+            self.conv = nn.Conv2d(channels, n_classes, kernel_size=1)
+        else:
+            self.frame = nn.Conv1d(channels, n_classes, kernel_size=1)
+            self.attention = nn.Conv1d(channels, n_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)[-1]  # batch x C x F x T
+        if self.cfg.head == "linear":
+            return self.fc(self.dropout(features.mean(dim=(2, 3))))
+        if self.cfg.head == "conv1x1":
+            maps = self.conv(self.dropout(features)).mean(dim=2)  # batch x classes x T
+            return (maps.mean(dim=2) + maps.amax(dim=2)) / 2
+        frames = self.dropout(features.mean(dim=2))  # batch x C x T
+        weights = torch.softmax(torch.tanh(self.attention(frames)), dim=2)
+        return (weights * self.frame(frames)).sum(dim=2)
+
+
+def save_model(path: str | Path, model: BirdModel, classes: list[str], extra: dict | None = None) -> None:
+    """State dict, model config and class list (plus ``extra`` plain values), loadable with weights_only=True."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    payload = {"state_dict": model.state_dict(), "model_config": asdict(model.cfg), "classes": list(classes)}
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    torch.save({**payload, **(extra or {})}, tmp)
+    tmp.replace(path)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[BirdModel, dict]:
+    """The model (in eval mode) and the whole saved payload (classes, model_config, extras)."""
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    cfg = ModelConfig.from_dict({**payload["model_config"], "pretrained": None})
+    model = BirdModel(cfg, len(payload["classes"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload
