@@ -1,0 +1,118 @@
+"""Augmentations on batches of log-mels (batch, 1, mels, frames), each applied with a probability from config.
+
+All take a ``torch.Generator`` so that a seeded CPU run repeats exactly.
+- ``mixup``: blend two samples; labels by ``label_rule`` "mix" (blend them too)
+  or "max" (keep every call present at full weight, as the BirdCLEF winners did).
+- ``cutmix``: paste a span of frames (time) from another sample; labels as mixup.
+- ``xy_mask``: zero random frequency bands and time spans (SpecAugment-style).
+- ``random_gain``: scale a sample's mel by a random factor (on 0..1 minmax mels a
+  dB offset would be undone by the normalisation; a scale is not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The ``augment:`` section of a training config."""
+
+    mixup_p: float = 0.5
+    mixup_alpha: float = 0.5  # Beta(alpha, alpha) for the mixing weight
+    cutmix_p: float = 0.0
+    label_rule: str = "max"  # mix or max
+    mask_p: float = 0.5
+    freq_masks: int = 2
+    freq_mask_max: int = 12  # mel bands per mask, at most
+    time_masks: int = 2
+    time_mask_max: int = 30  # frames per mask, at most
+    gain_p: float = 0.3
+    gain_range: float = 0.2  # factor in 1 +- gain_range
+
+    def __post_init__(self) -> None:
+        if self.label_rule not in ("mix", "max"):
+            raise ValueError(f"augment.label_rule must be mix or max, got {self.label_rule!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AugmentConfig:
+        return cls(**values)
+
+
+def _rand(n: int, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=g)
+
+
+def _labels(y: torch.Tensor, y2: torch.Tensor, lam: torch.Tensor, rule: str) -> torch.Tensor:
+    return torch.maximum(y, y2) if rule == "max" else lam[:, None] * y + (1 - lam[:, None]) * y2
+
+
+def mixup(x, y, w, cfg: AugmentConfig, g: torch.Generator):
+    """Blend each chosen sample with a random partner; weights take the larger of the two."""
+    chosen = _rand(len(x), g) < cfg.mixup_p
+    if not chosen.any():
+        return x, y, w
+    perm = torch.randperm(len(x), generator=g)
+    # torch's Beta sampler takes no generator; a numpy one seeded from ``g`` keeps runs repeatable
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+    lam = torch.as_tensor(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, len(x)), dtype=x.dtype)
+    lam = torch.where(chosen, lam, torch.ones_like(lam))
+    x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[perm]
+    y = torch.where(chosen[:, None], _labels(y, y[perm], lam, cfg.label_rule), y)
+    w = torch.where(chosen, torch.maximum(w, w[perm]), w)
+    return x, y, w
+
+
+def cutmix(x, y, w, cfg: AugmentConfig, g: torch.Generator):
+    """Replace a random span of frames of each chosen sample with the same span of a random partner."""
+    chosen = _rand(len(x), g) < cfg.cutmix_p
+    if not chosen.any():
+        return x, y, w
+    perm = torch.randperm(len(x), generator=g)
+    frames = x.shape[-1]
+    x = x.clone()
+    lam = torch.ones(len(x), dtype=x.dtype)
+    for i in torch.nonzero(chosen).flatten().tolist():
+        span = int(_rand(1, g).item() * frames * 0.5) + 1
+        start = int(_rand(1, g).item() * (frames - span + 1))
+        x[i, ..., start : start + span] = x[perm[i], ..., start : start + span]
+        lam[i] = 1 - span / frames
+    y = torch.where(chosen[:, None], _labels(y, y[perm], lam, cfg.label_rule), y)
+    w = torch.where(chosen, torch.maximum(w, w[perm]), w)
+    return x, y, w
+
+
+def xy_mask(x, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Zero ``freq_masks`` bands and ``time_masks`` spans in each chosen sample."""
+    chosen = torch.nonzero(_rand(len(x), g) < cfg.mask_p).flatten().tolist()
+    if not chosen:
+        return x
+    x = x.clone()
+    mels, frames = x.shape[-2:]
+    for i in chosen:
+        for _ in range(cfg.freq_masks):
+            width = int(_rand(1, g).item() * cfg.freq_mask_max)
+            start = int(_rand(1, g).item() * max(1, mels - width))
+            x[i, ..., start : start + width, :] = 0
+        for _ in range(cfg.time_masks):
+            width = int(_rand(1, g).item() * cfg.time_mask_max)
+            start = int(_rand(1, g).item() * max(1, frames - width))
+            x[i, ..., start : start + width] = 0
+    return x
+
+
+def random_gain(x, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    chosen = _rand(len(x), g) < cfg.gain_p
+    factor = 1 + (2 * _rand(len(x), g) - 1) * cfg.gain_range
+    factor = torch.where(chosen, factor, torch.ones(len(x))).to(x.dtype)
+    return x * factor[:, None, None, None]
+
+
+def augment_batch(x, y, w, cfg: AugmentConfig, g: torch.Generator):
+    """Every augmentation in turn: mixup, cutmix, masks, gain. Returns (x, y, w)."""
+    x, y, w = mixup(x, y, w, cfg, g)
+    x, y, w = cutmix(x, y, w, cfg, g)
+    return random_gain(xy_mask(x, cfg, g), cfg, g), y, w
