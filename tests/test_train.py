@@ -1,0 +1,105 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from birdclef.folds import assign_folds
+from birdclef.manifest import build_manifest
+from birdclef.mel import MelConfig
+from birdclef.mel_shards import ChunkConfig, build_train_shard, write_shard
+from birdclef.models import ModelConfig, load_model
+from birdclef.train import TrainConfig, train_fold
+
+from conftest import REPO
+
+FAST = {"epochs": 2, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 0.5, "seed": 3}
+MODEL = ModelConfig(backbone="efficientnet_b0", head="sed")
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train_cache")
+    clips = build_manifest(tiny_demo, workers=2).clips.assign(
+        keep=True,
+        best_windows=lambda d: [[0.0, 2.0, 4.0]] * len(d),
+        quality_reason="kept",
+        dup_group=lambda d: d["clip_id"],
+    )
+    classes = sorted(pd.read_csv(tiny_demo / "taxonomy.csv")["primary_label"])
+    mel, chunks = MelConfig(n_mels=64), ChunkConfig(chunk_s=2.0, chunks_per_clip=2, max_overlap=0.0)
+    write_shard(build_train_shard(clips, classes, mel, chunks, threads=2), out / "s.parquet", classes, mel, chunks)
+    folds = assign_folds(clips, n_folds=2, seed=0, by_author=False)
+    folds.to_csv(out / "folds.csv", index=False)
+    return out, folds, mel
+
+
+def test_train_fold_writes_the_four_files(cache, tmp_path):
+    out, folds, mel = cache
+    metrics = train_fold([out / "s.parquet"], folds, 0, MODEL, TrainConfig.from_dict(FAST), mel, tmp_path / "f0")
+    for name in ("model.pt", "oof.parquet", "history.csv", "metrics.json"):
+        assert (tmp_path / "f0" / name).is_file()
+    history = pd.read_csv(tmp_path / "f0" / "history.csv")
+    assert list(history["epoch"]) == [1, 2] and history["train_loss"].notna().all()
+    assert json.loads((tmp_path / "f0" / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"]
+    oof = pd.read_parquet(tmp_path / "f0" / "oof.parquet")
+    held_out = set(folds.loc[folds["fold"] == 0, "clip_id"])
+    assert set(oof["id"]) <= held_out and len(oof) > 0
+    model, payload = load_model(tmp_path / "f0" / "model.pt")
+    assert payload["mel_hash"] == mel.hash and payload["epoch"] == metrics["best_epoch"]
+
+
+def test_a_cpu_run_repeats_exactly(cache, tmp_path):
+    out, folds, mel = cache
+    cfg = TrainConfig.from_dict({**FAST, "epochs": 1})
+    for name in ("a", "b"):
+        train_fold([out / "s.parquet"], folds, 1, MODEL, cfg, mel, tmp_path / name)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+SCRIPT = """
+import sys, pandas as pd
+sys.path.insert(0, {pkg!r})
+from birdclef.mel import MelConfig
+from birdclef.models import ModelConfig
+from birdclef.train import TrainConfig, train_fold
+train_fold([{shard!r}], pd.read_csv({folds!r}), 0, ModelConfig(backbone="efficientnet_b0", head="sed"),
+           TrainConfig.from_dict({cfg!r}), MelConfig(n_mels=64), {out!r})
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(cache, tmp_path):
+    out, folds, mel = cache
+    cfg = {**FAST, "epochs": 3}
+    train_fold([out / "s.parquet"], folds, 0, MODEL, TrainConfig.from_dict(cfg), mel, tmp_path / "whole")
+
+    script = SCRIPT.format(
+        pkg=str(REPO / "workflow_scripts"),
+        shard=str(out / "s.parquet"),
+        folds=str(out / "folds.csv"),
+        cfg=cfg,
+        out=str(tmp_path / "killed"),
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 300
+    while not (tmp_path / "killed" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    assert state["epoch"] < 2, "the run finished before it could be killed"
+
+    train_fold([out / "s.parquet"], folds, 0, MODEL, TrainConfig.from_dict(cfg), mel, tmp_path / "killed")
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    assert a["history"][-1]["epoch"] == b["history"][-1]["epoch"] == 3
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)

@@ -1,0 +1,243 @@
+"""Training one model on one fold of the mel cache: the loop teachers (and later students) share.
+
+Per epoch: one random cached chunk per training clip (so every clip counts once
+and its chunks take turns), augmented; AdamW with a cosine schedule after a
+linear warm-up, gradient clipping, bf16 autocast on CUDA. Validation on every
+chunk of the held-out fold with the competition metric; the best epoch's model
+and out-of-fold predictions are kept. After each epoch ``last.pt`` holds
+everything needed to resume, so a killed job, rerun, continues where it stopped
+and ends with the same weights as an uninterrupted run (on the CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from birdclef.augment import AugmentConfig, augment_batch
+from birdclef.dataset import MelShardDataset
+from birdclef.losses import LOSSES, weighted_loss
+from birdclef.metrics import macro_roc_auc
+from birdclef.models import BirdModel, ModelConfig, save_model
+from birdclef.tables import write_parquet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train:`` section of config.yaml."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 1.0
+    grad_clip: float = 5.0
+    loss: str = "bce"
+    focal_gamma: float = 2.0
+    secondary_target: float = 0.5
+    seed: int = 0
+    num_workers: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"train.loss must be one of {LOSSES}, got {self.loss!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        values = dict(values)
+        augment = AugmentConfig.from_dict(values.pop("augment", {}))
+        return cls(**values, augment=augment)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _fingerprint(*parts: dict) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _predict(model: BirdModel, ds: Subset, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid probabilities and targets of every row of ``ds``, in order."""
+    model.eval()
+    probs, targets = [], []
+    with torch.inference_mode():
+        for x, y, _ in DataLoader(ds, batch_size=batch_size):
+            probs.append(torch.sigmoid(model(x.to(device)).float()).cpu())
+            targets.append(y)
+    return torch.cat(probs).numpy(), torch.cat(targets).numpy()
+
+
+def train_fold(
+    shards: list[str | Path],
+    folds: pd.DataFrame,
+    fold: int,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    mel,
+    out_dir: str | Path,
+    device: str | None = None,
+) -> dict:
+    """Train on all folds but ``fold``, validate on it; write model.pt, oof.parquet, history.csv, metrics.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ds = MelShardDataset(shards, mel, secondary_target=cfg.secondary_target)
+    fold_of = folds.set_index("clip_id")["fold"]
+    row_fold = ds.rows["id"].map(fold_of)
+    if row_fold.isna().any():
+        raise ValueError(f"{int(row_fold.isna().sum())} cached chunks belong to clips without a fold")
+    train_rows = np.flatnonzero(row_fold.to_numpy() != fold)
+    val_rows = np.flatnonzero(row_fold.to_numpy() == fold)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError(f"fold {fold}: {len(train_rows)} training and {len(val_rows)} validation chunks")
+    chunks_of = pd.Series(train_rows).groupby(ds.rows["id"].to_numpy()[train_rows]).agg(list)
+    steps_per_epoch = math.ceil(len(chunks_of) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+
+    torch.manual_seed(cfg.seed)
+    model = BirdModel(model_cfg, len(ds.classes)).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    fingerprint = _fingerprint(asdict(model_cfg), cfg.to_dict(), {"fold": fold, "mel": mel.hash, "rows": len(ds)})
+    history: list[dict] = []
+    best = {"epoch": -1, "val_auc": -math.inf}
+    start_epoch = 0
+
+    last = out / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location=dev, weights_only=True)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+            log.info("resuming from epoch %d of %d (%s)", start_epoch, cfg.epochs, last)
+        else:
+            log.info("%s belongs to another configuration; starting over", last)
+
+    use_amp = dev.type == "cuda"
+    log.info(
+        "fold %d: %d clips (%d chunks) to train on, %d chunks to validate; %d classes; %s on %s",
+        fold,
+        len(chunks_of),
+        len(train_rows),
+        len(val_rows),
+        len(ds.classes),
+        model_cfg.backbone,
+        dev,
+    )
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        # one random chunk per clip, in a random order
+        picks = [c[int(torch.randint(len(c), (1,), generator=gen))] for c in chunks_of]
+        order = torch.randperm(len(picks), generator=gen).tolist()
+        loader = DataLoader(
+            Subset(ds, [picks[i] for i in order]), batch_size=cfg.batch_size, num_workers=cfg.num_workers
+        )
+        model.train()
+        losses, seen = [], 0
+        for step, (x, y, w) in enumerate(loader):
+            x, y, w = augment_batch(x, y, w, cfg.augment, gen)
+            x, y, w = x.to(dev), y.to(dev), w.to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = weighted_loss(logits.float(), y, w, cfg.loss, cfg.focal_gamma)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            seen += len(x)
+            if (step + 1) % 10 == 0 or step + 1 == len(loader):
+                rate = seen / (time.perf_counter() - t0)
+                left = (total_steps - epoch * steps_per_epoch - step - 1) * cfg.batch_size / max(rate, 1e-9)
+                log.info(
+                    "epoch %d/%d step %d/%d loss %.4f, %.1f samples/s, about %.0f s left",
+                    epoch + 1,
+                    cfg.epochs,
+                    step + 1,
+                    len(loader),
+                    float(np.mean(losses[-10:])),
+                    rate,
+                    left,
+                )
+        probs, targets = _predict(model, Subset(ds, val_rows.tolist()), cfg.batch_size, dev)
+        primary = (targets >= 1.0).astype(np.float32)  # score on primary labels, as a soundscape window would be
+        val_auc = macro_roc_auc(primary, probs)
+        val_loss = float(torch.nn.functional.binary_cross_entropy(torch.as_tensor(probs), torch.as_tensor(targets)))
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_loss,
+                "val_auc": val_auc,
+                "lr": sched.get_last_lr()[0],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        log.info(
+            "epoch %d/%d: train loss %.4f, val loss %.4f, val macro ROC-AUC %.4f",
+            epoch + 1,
+            cfg.epochs,
+            history[-1]["train_loss"],
+            val_loss,
+            val_auc,
+        )
+        if val_auc > best["val_auc"] or best["epoch"] < 0:
+            best = {"epoch": epoch + 1, "val_auc": val_auc}
+            save_model(out / "model.pt", model, ds.classes, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
+            oof = pd.DataFrame(probs, columns=ds.classes)
+            oof.insert(0, "offset_s", ds.rows["offset_s"].to_numpy()[val_rows])
+            oof.insert(0, "id", ds.rows["id"].to_numpy()[val_rows])
+            write_parquet(oof, out / "oof.parquet")
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best": best,
+            },
+            out / ".last.pt.tmp",
+        )
+        (out / ".last.pt.tmp").replace(last)
+
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    metrics = {
+        "fold": fold,
+        "best_epoch": best["epoch"],
+        "val_macro_roc_auc": best["val_auc"],
+        "n_train_clips": len(chunks_of),
+        "n_val_chunks": len(val_rows),
+        "device": str(dev),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
