@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from birdclef.demo_data import DemoConfig  # noqa: E402
 from birdclef.manifest import list_audio_files  # noqa: E402
 from birdclef.mel import MelConfig  # noqa: E402
-from birdclef.shards import shard_name, shard_of  # noqa: E402
+from birdclef.shards import shard_for, shard_name  # noqa: E402
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
@@ -73,7 +73,7 @@ def all_clip_audio(wildcards) -> list[str]:
 def birdnet_shard_audio(wildcards) -> list[str]:
     """The audio files of the clips in one BirdNET shard (by a stable hash of the clip id)."""
     n = config["birdnet"]["n_shards"]
-    return sorted(path for clip_id, path in manifest_paths() if shard_name(shard_of(clip_id, n)) == wildcards.shard)
+    return sorted(path for clip_id, path in manifest_paths() if shard_for(clip_id, n) == wildcards.shard)
 
 
 # --- Mel shards ---------------------------------------------------------------
@@ -94,7 +94,7 @@ def _kept_clips(clips: str, mtime_ns: int, n_shards: int) -> dict[str, list[tupl
     shards: dict[str, list[tuple]] = {}
     for row in table[table["keep"]].sort_values("clip_id").itertuples(index=False):
         values = tuple(tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in row[:-1])
-        shards.setdefault(shard_name(shard_of(row.clip_id, n_shards)), []).append(values)
+        shards.setdefault(shard_for(row.clip_id, n_shards), []).append(values)
     return shards
 
 
@@ -117,5 +117,5 @@ def soundscape_inputs(wildcards) -> list[str]:
     if not root.is_dir():
         return []
     n = config["mel_shards"]["n_soundscape_shards"]
-    names = [name for name in list_audio_files(root) if shard_name(shard_of(Path(name).stem, n)) == wildcards.shard]
+    names = [name for name in list_audio_files(root) if shard_for(Path(name).stem, n) == wildcards.shard]
     return [str(root / name) for name in names]

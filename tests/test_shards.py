@@ -1,6 +1,6 @@
 import pytest
 
-from birdclef.shards import shard_name, shard_of
+from birdclef.shards import shard_for, shard_name, shard_of
 
 
 def test_stable_and_spread():
@@ -12,6 +12,7 @@ def test_stable_and_spread():
     # a known value, so that a change of hash (which would reshuffle every cache) is noticed
     assert shard_of("asbfly/XC134896", 16) == 13
     assert shard_name(7) == "shard-007"
+    assert shard_for("asbfly/XC134896", 16) == "shard-013"
 
 
 def test_adding_a_clip_moves_no_other():

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from birdclef.audio import read_audio, write_ogg
-from birdclef.shards import shard_name, shard_of
+from birdclef.shards import shard_for
 
 from conftest import BIN, REPO, TINY_DEMO, planned_jobs, run_snakemake
 
@@ -179,7 +179,7 @@ def test_adding_one_clip_rebuilds_one_shard_of_each_stage(real_layout_run):
 
     proc = run_snakemake(real_layout_run, "--cores", "2", "--configfile", "c.yaml")
     clip_id = new["filename"].removesuffix(".ogg")
-    scan, mel = shard_name(shard_of(clip_id, 3)), shard_name(shard_of(clip_id, 2))
+    scan, mel = shard_for(clip_id, 3), shard_for(clip_id, 2)
     expected = ["manifest", f"birdnet_scan {scan}", "quality_filter", "dedup", f"mel_train_shard {mel}"]
     assert sorted(set(ran_jobs(proc)) - {"all"}) == sorted(expected)
     assert clip_id in set(pd.read_parquet(real_layout_run / f"results/mels/train/{mel}.parquet")["id"])

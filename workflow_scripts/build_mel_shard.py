@@ -9,11 +9,11 @@ from birdclef.logs import run_logged
 from birdclef.manifest import list_audio_files
 from birdclef.mel import MelConfig
 from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, build_train_shard, write_shard
-from birdclef.shards import shard_name, shard_of
+from birdclef.shards import shard_for
 
 
 def in_shard(name: str, smk) -> bool:
-    return shard_name(shard_of(name, smk.params.n_shards)) == smk.wildcards.shard
+    return shard_for(name, smk.params.n_shards) == smk.wildcards.shard
 
 
 def main(smk) -> None:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from birdclef.birdnet import scan_files
 from birdclef.logs import run_logged
-from birdclef.shards import shard_name, shard_of
+from birdclef.shards import shard_for
 from birdclef.tables import write_parquet
 
 
@@ -14,7 +14,7 @@ def main(smk) -> None:
     log = logging.getLogger("birdnet_scan")
     clips = pd.read_parquet(smk.input.clips, columns=["clip_id", "path", "duration_s"])
     n_shards = smk.params.n_shards
-    mine = clips[[shard_name(shard_of(c, n_shards)) == smk.wildcards.shard for c in clips["clip_id"]]]
+    mine = clips[[shard_for(c, n_shards) == smk.wildcards.shard for c in clips["clip_id"]]]
     mine = mine.sort_values("clip_id")
     log.info(
         "%s of %d: %d of %d clips, %.0f s of audio",

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
+import torch
 from scipy.signal import resample_poly
 
 from birdclef.mel import MelConfig, MelFrontend
@@ -129,8 +130,6 @@ def _windows(item: _Item, mel: MelConfig, cfg: ChunkConfig) -> tuple[_Item, list
 
 def _rows(items: Iterable[_Item], mel: MelConfig, cfg: ChunkConfig, threads: int, soundscape: bool) -> pa.Table:
     """Decode (in ``threads`` threads) and compute mels (in this one) for ``items``, in their order."""
-    import torch
-
     torch.set_num_threads(max(1, threads))
     front = MelFrontend(mel)
     cols: dict[str, list] = {name: [] for name in SCHEMA.names}

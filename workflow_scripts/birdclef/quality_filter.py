@@ -138,16 +138,12 @@ def score_clips(
     for label, name in sci.items():
         labels_of.setdefault(name, []).append(label)
     scan_errors = scan_errors or {}
-    by_clip = {k: g for k, g in detections.groupby("clip_id", sort=False)}
+    animals = detections[is_animal(detections["scientific_name"], detections["common_name"])]
+    by_clip = {k: g for k, g in animals.groupby("clip_id", sort=False)}
     rows = []
     for clip in clips.itertuples(index=False):
-        det = by_clip.get(clip.clip_id, detections.iloc[0:0])
+        animal = by_clip.get(clip.clip_id, animals.iloc[0:0])
         n_seg = max(1, int(np.ceil(clip.duration_s / SEGMENT_S)))
-        animal = det[
-            np.array(
-                [is_animal(s, c) for s, c in zip(det["scientific_name"], det["common_name"], strict=True)], dtype=bool
-            )
-        ]
         own_name = sci.get(clip.primary_label, "")
         known = own_name != ""
         own = animal[animal["scientific_name"] == own_name]

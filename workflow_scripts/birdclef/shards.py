@@ -21,3 +21,8 @@ def shard_of(clip_id: str, n_shards: int) -> int:
 def shard_name(shard: int) -> str:
     """File stem of a shard: ``shard-007``."""
     return f"shard-{shard:03d}"
+
+
+def shard_for(item_id: str, n_shards: int) -> str:
+    """File stem of the shard that holds ``item_id``."""
+    return shard_name(shard_of(item_id, n_shards))
