@@ -14,6 +14,7 @@ include: "rules/manifest.smk"
 include: "rules/quality.smk"
 include: "rules/dedup.smk"
 include: "rules/mels.smk"
+include: "rules/train.smk"
 
 
 rule all:
@@ -26,3 +27,4 @@ rule all:
         "results/dedup/duplicates.png",
         expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
         expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        expand("results/models/teacher/{model}/training.png", model=config["teachers"]),

@@ -12,7 +12,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from birdclef.demo_data import DemoConfig  # noqa: E402
 from birdclef.manifest import list_audio_files  # noqa: E402
 from birdclef.mel import MelConfig  # noqa: E402
+from birdclef.models import ModelConfig  # noqa: E402
 from birdclef.shards import shard_for, shard_name  # noqa: E402
+from birdclef.train import TrainConfig, train_settings  # noqa: E402
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
@@ -119,3 +121,41 @@ def soundscape_inputs(wildcards) -> list[str]:
     n = config["mel_shards"]["n_soundscape_shards"]
     names = [name for name in list_audio_files(root) if shard_for(Path(name).stem, n) == wildcards.shard]
     return [str(root / name) for name in names]
+
+
+# --- Models and training --------------------------------------------------------
+# Each named model resolves to its full settings once, here, so that a typo in a
+# backbone name or a train override stops the run before anything trains, and so
+# that a changed knob reruns exactly the jobs of the models it touches.
+def _resolve_models() -> dict[str, dict]:
+    from dataclasses import asdict
+
+    resolved = {}
+    for name, entry in config["models"].items():
+        try:
+            model = ModelConfig.from_dict({k: v for k, v in entry.items() if k != "train"})
+            train = TrainConfig.from_dict(train_settings(config["train"], entry))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"Invalid config: models.{name}: {err}") from None
+        resolved[name] = {"model": asdict(model), "train": train.to_dict()}
+    for name in config["teachers"]:
+        if name not in resolved:
+            raise ValueError(f"Invalid config: teachers: {name!r} is not a name under models ({', '.join(resolved)})")
+    return resolved
+
+
+MODELS = _resolve_models()
+FOLDS = list(range(config["folds"]["n_folds"]))
+
+
+def model_settings(wildcards) -> dict:
+    return MODELS[wildcards.model]["model"]
+
+
+def train_config(wildcards) -> dict:
+    return MODELS[wildcards.model]["train"]
+
+
+def fold_outputs(stage: str, models: list[str], name: str) -> list[str]:
+    """One file of every fold of every model of a stage (teacher or student)."""
+    return expand(f"results/models/{stage}/{{model}}/fold{{fold}}/{name}", model=models, fold=FOLDS)

@@ -1,8 +1,9 @@
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from birdclef.metrics import class_auc, macro_roc_auc
+from birdclef.metrics import class_auc, macro_roc_auc, score_predictions
 
 
 def test_hand_worked_example():
@@ -32,3 +33,17 @@ def test_all_positive_and_empty_columns_are_dropped():
     assert np.isnan(macro_roc_auc(np.zeros((3, 2)), np.zeros((3, 2))))
     with pytest.raises(ValueError, match="2-D"):
         class_auc(np.zeros(3), np.zeros(3))
+
+
+def test_predictions_are_scored_against_their_primary_labels():
+    preds = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "primary_label": ["x", "y", "x", "y"],
+            "x": [0.9, 0.2, 0.4, 0.5],
+            "y": [0.1, 0.8, 0.3, 0.6],
+            "z": [0.5, 0.5, 0.5, 0.5],  # no positives: not scored
+        }
+    )
+    # x: positives 0.9, 0.4 vs negatives 0.2, 0.5 -> 3/4; y: positives 0.8, 0.6 vs 0.1, 0.3 -> 1
+    assert score_predictions(preds, ["x", "y", "z"]) == pytest.approx((0.75 + 1.0) / 2)

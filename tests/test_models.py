@@ -16,6 +16,15 @@ def test_every_head_gives_clip_logits(head):
     assert model.backbone.conv_stem.weight.grad is not None
 
 
+@pytest.mark.parametrize("head", ["linear", "conv1x1", "sed"])
+def test_an_untrained_model_starts_near_the_class_prior(head):
+    # p = 0.5 for all 20 classes would cost BCE its first epochs; start near 1 in 20 instead
+    model = BirdModel(ModelConfig(backbone="mobilenetv3_small_050", head=head, dropout=0.0), n_classes=20).eval()
+    with torch.no_grad():
+        p = torch.sigmoid(model(torch.rand(8, 1, 64, 96)))
+    assert 0.02 < p.mean() < 0.15
+
+
 def test_any_timm_backbone():
     model = BirdModel(ModelConfig(backbone="regnety_008", head="sed"), n_classes=3).eval()
     assert model(X).shape == (2, 3)

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from birdclef.plots import plot_duplicates, plot_quality_filter
+from birdclef.plots import plot_duplicates, plot_quality_filter, plot_training
 
 PNG = b"\x89PNG"
 
@@ -37,3 +37,11 @@ def test_duplicates_figure_with_and_without_duplicates(tmp_path):
     plot_duplicates(c.assign(dedup_keep=True), dups.iloc[:0], pd.Series([], dtype=float), tmp_path / "none.png")
     for name in ("d.png", "none.png"):
         assert (tmp_path / name).read_bytes()[:4] == PNG
+
+
+def test_training_figure(tmp_path):
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [0.6, 0.4, 0.3], "val_loss": [0.5, 0.45, 0.5], "val_auc": [0.6, 0.8, 0.75]}
+    )
+    plot_training([history, history.assign(val_auc=[0.5, 0.7, 0.9])], [2, 3], "teacher m: 0.8", tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:4] == PNG

@@ -35,6 +35,7 @@ def cache(tiny_demo, tmp_path_factory):
     write_shard(build_train_shard(clips, classes, mel, chunks, threads=2), out / "s.parquet", classes, mel, chunks)
     folds = assign_folds(clips, n_folds=2, seed=0, by_author=False)
     folds.to_csv(out / "folds.csv", index=False)
+    clips[["clip_id", "primary_label"]].to_parquet(out / "clips.parquet")
     return out, folds, mel
 
 
@@ -49,6 +50,8 @@ def test_train_fold_writes_the_four_files(cache, tmp_path):
     oof = pd.read_parquet(tmp_path / "f0" / "oof.parquet")
     held_out = set(folds.loc[folds["fold"] == 0, "clip_id"])
     assert set(oof["id"]) <= held_out and len(oof) > 0
+    truth = pd.read_parquet(out / "clips.parquet").set_index("clip_id")["primary_label"]
+    assert (oof["primary_label"] == oof["id"].map(truth)).all()
     model, payload = load_model(tmp_path / "f0" / "model.pt")
     assert payload["mel_hash"] == mel.hash and payload["epoch"] == metrics["best_epoch"]
 
@@ -96,6 +99,7 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(cache, tmp_path):
     proc.wait()
     state = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
     assert state["epoch"] < 2, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "model.pt").exists()  # outputs appear only when the run is done
 
     train_fold([out / "s.parquet"], folds, 0, MODEL, TrainConfig.from_dict(cfg), mel, tmp_path / "killed")
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
@@ -103,3 +107,6 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(cache, tmp_path):
     assert a["history"][-1]["epoch"] == b["history"][-1]["epoch"] == 3
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "whole" / "oof.parquet"), pd.read_parquet(tmp_path / "killed" / "oof.parquet")
+    )

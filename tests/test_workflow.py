@@ -1,11 +1,16 @@
 """The workflow itself: lint-clean, and the demo DAG runs end to end on tiny data."""
 
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from birdclef.audio import read_audio, write_ogg
@@ -14,7 +19,15 @@ from birdclef.shards import shard_for
 from conftest import BIN, REPO, TINY_DEMO, planned_jobs, run_snakemake
 
 SHARDS = {"birdnet": {"n_shards": 3}, "mel_shards": {"n_train_shards": 2, "n_soundscape_shards": 1}}
-TINY = {"demo": TINY_DEMO, **SHARDS}
+# One tiny teacher, two folds, two epochs: the DAG, not the model, is under test.
+TRAIN = {
+    "folds": {"n_folds": 2},
+    "models": {"tiny": {"backbone": "mobilenetv3_small_050", "head": "sed"}},
+    "teachers": ["tiny"],
+    "train": {"epochs": 2, "batch_size": 8},
+}
+TINY = {"demo": TINY_DEMO, **SHARDS, **TRAIN}
+TRAINING = {"folds", "train_teacher", "training_summary"}
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -43,6 +56,9 @@ def test_dry_run_lists_the_dag(tmp_path):
         "dedup",
         "mel_train_shard",
         "mel_soundscape_shard",
+        "folds",
+        "train_teacher",
+        "training_summary",
     )
     for rule in (*rules, "all"):
         assert rule in out
@@ -98,6 +114,59 @@ def test_demo_run_caches_mels_of_every_kept_clip_and_soundscape_window(demo_run)
 
 
 @pytest.mark.slow
+def test_demo_run_trains_a_teacher_on_every_fold(demo_run):
+    clips = pd.read_parquet(demo_run / "results/dedup/clips.parquet")
+    kept = clips[clips["keep"]]
+    folds = pd.read_csv(demo_run / "results/folds.csv")
+    assert sorted(folds["clip_id"]) == sorted(kept["clip_id"]) and set(folds["fold"]) == {0, 1}
+    classes = sorted(pd.read_csv(demo_run / "resources/demo/taxonomy.csv")["primary_label"])
+    predicted = []
+    for fold in (0, 1):
+        out = demo_run / f"results/models/teacher/tiny/fold{fold}"
+        payload = torch.load(out / "model.pt", weights_only=True)
+        assert payload["classes"] == classes and payload["model_config"]["backbone"] == "mobilenetv3_small_050"
+        oof = pd.read_parquet(out / "oof.parquet")
+        assert set(oof["id"]) == set(folds.loc[folds["fold"] == fold, "clip_id"])  # every held-out clip, only those
+        assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+        assert json.loads((out / "metrics.json").read_text())["fold"] == fold
+        assert "epoch 2/2" in (demo_run / f"results/logs/train_teacher/tiny/fold{fold}.log").read_text()
+        predicted += list(oof["id"].unique())
+    assert sorted(predicted) == sorted(kept["clip_id"])  # each kept clip predicted out of fold exactly once
+    summary = json.loads((demo_run / "results/models/teacher/tiny/summary.json").read_text())
+    assert 0 <= summary["oof_macro_roc_auc"] <= 1 and summary["train_samples_per_s"] > 0
+    assert (demo_run / "results/models/teacher/tiny/training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_a_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
+    work = tmp_path / "run"
+    shutil.copytree(demo_run, work, symlinks=True)
+    fold_dir = work / "results/models/teacher/tiny/fold0"
+    for name in ("last.pt", "best.pt", "best_oof.parquet"):
+        (fold_dir / name).unlink()
+    (work / "longer.yaml").write_text(yaml.safe_dump({"train": {"epochs": 6}}))
+    target = "results/models/teacher/tiny/fold0/model.pt"
+    args = [target, "--cores", "2", "--configfile", "tiny.yaml", "longer.yaml"]
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
+    proc = subprocess.Popen(cmd, cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (fold_dir / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, as when a node dies
+    proc.wait()
+    killed_at = torch.load(fold_dir / "last.pt", weights_only=True)["epoch"]
+    assert killed_at < 5, "the job finished before it could be killed"
+    assert not (fold_dir / "model.pt").exists()
+
+    run_snakemake(work, "--unlock", *args[1:])
+    run_snakemake(work, *args)
+    log = (work / "results/logs/train_teacher/tiny/fold0.log").read_text()
+    assert f"resuming from epoch {killed_at + 1} of 6" in log
+    assert list(pd.read_csv(fold_dir / "history.csv")["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert (fold_dir / "model.pt").is_file()
+
+
+@pytest.mark.slow
 def test_demo_run_finds_exactly_the_planted_duplicates(demo_run):
     truth = pd.read_csv(demo_run / "resources/demo/duplicates_truth.csv")
     planted = {frozenset(p) for p in zip(truth["original"], truth["duplicate"], strict=True)}
@@ -118,10 +187,19 @@ def test_second_run_has_nothing_to_do(demo_run):
     [
         # The BirdNET shards wait for the manifest (a checkpoint); those whose clips
         # change then rerun (test_adding_one_clip_rebuilds_one_shard_of_each_stage).
-        ({"manifest": {"min_duration_s": 0.2}}, {"manifest", "quality_filter", "dedup", "all"}),
-        ({"quality_filter": {"min_own_confidence": 0.3}}, {"quality_filter", "dedup", "all"}),
-        ({"dedup": {"threshold": 0.7}}, {"dedup", "all"}),
-        ({"mel": {"n_mels": 64}}, {"mel_train_shard", "mel_soundscape_shard", "all"}),
+        ({"manifest": {"min_duration_s": 0.2}}, {"manifest", "quality_filter", "dedup", *TRAINING, "all"}),
+        ({"quality_filter": {"min_own_confidence": 0.3}}, {"quality_filter", "dedup", *TRAINING, "all"}),
+        ({"dedup": {"threshold": 0.7}}, {"dedup", *TRAINING, "all"}),
+        (
+            {"mel": {"n_mels": 64}},
+            {"mel_train_shard", "mel_soundscape_shard", "train_teacher", "training_summary", "all"},
+        ),
+        ({"folds": {"seed": 1}}, {*TRAINING, "all"}),
+        ({"train": {"lr": 0.01}}, {"train_teacher", "training_summary", "all"}),
+        (
+            {"models": {"tiny": {"backbone": "mobilenetv3_small_050", "head": "linear"}}},
+            {"train_teacher", "training_summary", "all"},
+        ),
     ],
     ids=lambda v: next(iter(v)) if isinstance(v, dict) else "",
 )
@@ -149,7 +227,7 @@ def real_layout_run(tmp_path_factory, tiny_demo):
     """The tiny demo copied to a folder of its own and run as if it were real data."""
     workdir = tmp_path_factory.mktemp("real_layout")
     shutil.copytree(tiny_demo, workdir / "data")
-    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": str(workdir / "data"), **SHARDS}))
+    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": str(workdir / "data"), **SHARDS, **TRAIN}))
     run_snakemake(workdir, "--cores", "2", "--configfile", "c.yaml")
     return workdir
 
@@ -181,6 +259,7 @@ def test_adding_one_clip_rebuilds_one_shard_of_each_stage(real_layout_run):
     clip_id = new["filename"].removesuffix(".ogg")
     scan, mel = shard_for(clip_id, 3), shard_for(clip_id, 2)
     expected = ["manifest", f"birdnet_scan {scan}", "quality_filter", "dedup", f"mel_train_shard {mel}"]
+    expected += ["folds", "train_teacher", "training_summary"]  # a new clip is a new split: every fold retrains
     assert sorted(set(ran_jobs(proc)) - {"all"}) == sorted(expected)
     assert clip_id in set(pd.read_parquet(real_layout_run / f"results/mels/train/{mel}.parquet")["id"])
     assert planned_jobs(real_layout_run, "--configfile", "c.yaml") == {}

@@ -11,7 +11,7 @@ All take a ``torch.Generator`` so that a seeded CPU run repeats exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentConfig:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown train.augment keys: {sorted(unknown)}")
         return cls(**values)
 
 

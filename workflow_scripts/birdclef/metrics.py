@@ -32,3 +32,13 @@ def macro_roc_auc(y_true: np.ndarray | pd.DataFrame, y_score: np.ndarray | pd.Da
     """Mean ROC-AUC over the classes with at least one positive (and one negative); NaN if there are none."""
     auc = class_auc(np.asarray(y_true), np.asarray(y_score))
     return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
+
+
+def score_predictions(predictions: pd.DataFrame, classes: list[str]) -> float:
+    """Macro ROC-AUC of prediction rows (a ``primary_label`` column and one probability column per class).
+
+    Out-of-fold predictions carry their chunk's primary label; every chunk of a
+    clip counts as one row, as every window of a soundscape does.
+    """
+    truth = (predictions["primary_label"].to_numpy()[:, None] == np.asarray(classes)[None, :]).astype(np.float32)
+    return macro_roc_auc(truth, predictions[classes].to_numpy())

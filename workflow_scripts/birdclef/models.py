@@ -14,6 +14,7 @@ without the training config.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if self.backbone not in timm.list_models():
+        if not timm.is_model(self.backbone):
             raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ValueError(f"pretrained: {self.pretrained} is not a file")
@@ -66,6 +67,10 @@ class BirdModel(nn.Module):
         else:
             self.frame = nn.Conv1d(channels, n_classes, kernel_size=1)
             self.attention = nn.Conv1d(channels, n_classes, kernel_size=1)
+        # Start at the prior (about one class in n per sample), not at p = 0.5 for every class:
+        # from scratch, BCE otherwise spends its first epochs only pushing every output down.
+        out = {"linear": "fc", "conv1x1": "conv", "sed": "frame"}[cfg.head]
+        nn.init.constant_(getattr(self, out).bias, -math.log(max(n_classes - 1, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)[-1]  # batch x C x F x T

@@ -90,3 +90,22 @@ def plot_duplicates(
     )
     fig.suptitle("Duplicates")
     _save(fig, path)
+
+
+def plot_training(histories: list[pd.DataFrame], best_epochs: list[int], title: str, path: str | Path) -> None:
+    """Loss (train and validation) and validation macro ROC-AUC per epoch, one colour per fold."""
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    colours = plt.get_cmap("tab10")
+    for k, (history, best) in enumerate(zip(histories, best_epochs, strict=True)):
+        c = colours(k % 10)
+        loss_ax.plot(history["epoch"], history["train_loss"], color=c, label=f"fold {k} train")
+        loss_ax.plot(history["epoch"], history["val_loss"], color=c, linestyle="--", label=f"fold {k} validation")
+        auc_ax.plot(history["epoch"], history["val_auc"], color=c, marker=".", label=f"fold {k}")
+        at_best = history.loc[history["epoch"] == best, "val_auc"]
+        auc_ax.plot([best] * len(at_best), at_best, "o", color=c, markersize=9, markerfacecolor="none")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (solid: training, dashed: validation)")
+    auc_ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    auc_ax.set(xlabel="epoch", ylabel="macro ROC-AUC", title="validation macro ROC-AUC (circle: kept epoch)")
+    auc_ax.legend(fontsize="small", loc="lower right")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -7,6 +7,11 @@ chunk of the held-out fold with the competition metric; the best epoch's model
 and out-of-fold predictions are kept. After each epoch ``last.pt`` holds
 everything needed to resume, so a killed job, rerun, continues where it stopped
 and ends with the same weights as an uninterrupted run (on the CPU).
+
+The declared outputs (model.pt, oof.parquet, history.csv, metrics.json) are
+written only when the last epoch is done: a workflow manager deletes the
+outputs of a killed job, so the best epoch so far is kept aside in ``best.pt``
+and ``best_oof.parquet`` next to ``last.pt``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +64,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown train keys: {sorted(unknown)}")
         augment = AugmentConfig.from_dict(values.pop("augment", {}))
         return cls(**values, augment=augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def train_settings(train: dict, model_entry: dict) -> dict:
+    """The train section with a model entry's own ``train:`` keys laid over it (``augment`` key by key)."""
+    override = dict(model_entry.get("train") or {})
+    merged = {**train, **override}
+    merged["augment"] = {**train.get("augment", {}), **override.get("augment", {})}
+    return merged
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -158,7 +175,7 @@ def train_fold(
             Subset(ds, [picks[i] for i in order]), batch_size=cfg.batch_size, num_workers=cfg.num_workers
         )
         model.train()
-        losses, seen = [], 0
+        losses, seen, train_seconds = [], 0, 0.0
         for step, (x, y, w) in enumerate(loader):
             x, y, w = augment_batch(x, y, w, cfg.augment, gen)
             x, y, w = x.to(dev), y.to(dev), w.to(dev)
@@ -172,6 +189,7 @@ def train_fold(
             sched.step()
             losses.append(loss.item())
             seen += len(x)
+            train_seconds = time.perf_counter() - t0
             if (step + 1) % 10 == 0 or step + 1 == len(loader):
                 rate = seen / (time.perf_counter() - t0)
                 left = (total_steps - epoch * steps_per_epoch - step - 1) * cfg.batch_size / max(rate, 1e-9)
@@ -196,6 +214,7 @@ def train_fold(
                 "val_loss": val_loss,
                 "val_auc": val_auc,
                 "lr": sched.get_last_lr()[0],
+                "train_samples_per_s": seen / max(train_seconds, 1e-9),
                 "seconds": time.perf_counter() - t0,
             }
         )
@@ -209,11 +228,14 @@ def train_fold(
         )
         if val_auc > best["val_auc"] or best["epoch"] < 0:
             best = {"epoch": epoch + 1, "val_auc": val_auc}
-            save_model(out / "model.pt", model, ds.classes, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
+            save_model(out / "best.pt", model, ds.classes, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
             oof = pd.DataFrame(probs, columns=ds.classes)
-            oof.insert(0, "offset_s", ds.rows["offset_s"].to_numpy()[val_rows])
-            oof.insert(0, "id", ds.rows["id"].to_numpy()[val_rows])
-            write_parquet(oof, out / "oof.parquet")
+            held_out = ds.rows.iloc[val_rows]
+            labels = held_out["primary"].map(lambda k: ds.classes[k] if k >= 0 else None)
+            oof.insert(0, "primary_label", labels.to_numpy())
+            oof.insert(0, "offset_s", held_out["offset_s"].to_numpy())
+            oof.insert(0, "id", held_out["id"].to_numpy())
+            write_parquet(oof, out / "best_oof.parquet")
         torch.save(
             {
                 "fingerprint": fingerprint,
@@ -230,6 +252,9 @@ def train_fold(
         )
         (out / ".last.pt.tmp").replace(last)
 
+    for kept, final in (("best.pt", "model.pt"), ("best_oof.parquet", "oof.parquet")):
+        shutil.copyfile(out / kept, out / f".{final}.tmp")
+        (out / f".{final}.tmp").replace(out / final)
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     metrics = {
         "fold": fold,
@@ -237,7 +262,10 @@ def train_fold(
         "val_macro_roc_auc": best["val_auc"],
         "n_train_clips": len(chunks_of),
         "n_val_chunks": len(val_rows),
+        "train_samples_per_s": float(np.mean([h["train_samples_per_s"] for h in history])),
+        "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
         "device": str(dev),
+        "threads": torch.get_num_threads(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

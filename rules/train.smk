@@ -1,0 +1,86 @@
+# Stage 6: the fold split every model shares, and teachers trained on each fold.
+
+
+wildcard_constraints:
+    fold=r"\d+",
+    model="|".join(MODELS) or "no-models",
+
+
+rule folds:
+    input:
+        "results/dedup/clips.parquet",
+    output:
+        "results/folds.csv",
+    log:
+        "results/logs/folds.log",
+    benchmark:
+        "results/benchmarks/folds.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        folds=config["folds"],
+    script:
+        "../workflow_scripts/make_folds.py"
+
+
+rule train_teacher:
+    input:
+        shards=expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
+        folds="results/folds.csv",
+    output:
+        # last.pt, best.pt and best_oof.parquet beside these are not declared:
+        # a killed job, rerun, resumes from them.
+        model="results/models/teacher/{model}/fold{fold}/model.pt",
+        oof="results/models/teacher/{model}/fold{fold}/oof.parquet",
+        history="results/models/teacher/{model}/fold{fold}/history.csv",
+        metrics="results/models/teacher/{model}/fold{fold}/metrics.json",
+    log:
+        "results/logs/train_teacher/{model}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train_teacher/{model}/fold{fold}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,  # asked of a cluster; a local run uses CUDA when present, else the CPU
+    params:
+        model=model_settings,
+        train=train_config,
+        mel=config["mel"],
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule training_summary:
+    input:
+        history=lambda w: fold_outputs(w.stage, [w.model], "history.csv"),
+        oof=lambda w: fold_outputs(w.stage, [w.model], "oof.parquet"),
+        metrics=lambda w: fold_outputs(w.stage, [w.model], "metrics.json"),
+    output:
+        plot=report(
+            "results/models/{stage}/{model}/training.png",
+            caption="../report/training.rst",
+            category="Training",
+            subcategory="{stage}",
+        ),
+        summary="results/models/{stage}/{model}/summary.json",
+    log:
+        "results/logs/training_summary/{stage}/{model}.log",
+    benchmark:
+        "results/benchmarks/training_summary/{stage}/{model}.tsv"
+    wildcard_constraints:
+        stage="teacher",
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/summarize_training.py"
