@@ -78,6 +78,10 @@ def test_bad_values_are_refused_with_the_key_named(config, patch, key):
         ("demo:\n  n_species: abc\n", "n_species"),
         ("demo:\n  seeed: 1\n", "seeed"),
         ("demo:\n  clips_per_species: [9, 3]\n", "demo.clips_per_species"),
+        ("teachers: [nope]\n", "teachers"),
+        ("models:\n  m: {backbone: resnet_999}\n", "models.m"),
+        ("models:\n  regnety_sed: {backbone: regnety_002, train: {epoch: 3}}\n", "models.regnety_sed"),
+        ("train:\n  loss: hinge\n", "loss"),
     ],
 )
 def test_snakemake_stops_at_once_naming_the_key(tmp_path, text, key):
@@ -86,3 +90,10 @@ def test_snakemake_stops_at_once_naming_the_key(tmp_path, text, key):
     assert proc.returncode != 0
     assert key in proc.stderr + proc.stdout
     assert not (tmp_path / "resources").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_ready_made_configs_are_valid_and_plan_a_dag(tmp_path, tiny_demo, path):
+    # data_dir is theirs to set; any Kaggle-layout folder will do to check the rest
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(path), "--config", f"data_dir={tiny_demo}")
+    assert "train_teacher" in proc.stdout + proc.stderr
