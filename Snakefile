@@ -15,6 +15,8 @@ include: "rules/quality.smk"
 include: "rules/dedup.smk"
 include: "rules/mels.smk"
 include: "rules/train.smk"
+include: "rules/pseudo.smk"
+include: "rules/score.smk"
 
 
 rule all:
@@ -28,3 +30,7 @@ rule all:
         expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
         expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         expand("results/models/teacher/{model}/training.png", model=config["teachers"]),
+        "results/pseudo/labels.parquet",
+        "results/pseudo/pseudo_labels.png",
+        expand("results/models/student/{model}/training.png", model=config["students"]),
+        ["results/scores/models.png"] if HAS_VALIDATION else [],

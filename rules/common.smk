@@ -10,6 +10,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from birdclef.demo_data import DemoConfig  # noqa: E402
+from birdclef.distill import DistillConfig  # noqa: E402
 from birdclef.manifest import list_audio_files  # noqa: E402
 from birdclef.mel import MelConfig  # noqa: E402
 from birdclef.models import ModelConfig  # noqa: E402
@@ -111,9 +112,9 @@ def mel_train_audio(wildcards) -> list[str]:
     return sorted({row[1] for row in mel_train_rows(wildcards)})
 
 
-def soundscape_inputs(wildcards) -> list[str]:
-    """The train_soundscapes files of one shard; the demo's folder stands for its files, as in the manifest."""
-    root = Path(DATA_DIR) / "train_soundscapes"
+def soundscape_inputs(wildcards, folder: str = "train_soundscapes") -> list[str]:
+    """The soundscape files of one shard; the demo's folder stands for its files, as in the manifest."""
+    root = Path(DATA_DIR) / folder
     if USE_DEMO:
         return [str(root)]
     if not root.is_dir():
@@ -146,6 +147,25 @@ def _resolve_models() -> dict[str, dict]:
 
 MODELS = _resolve_models()
 FOLDS = list(range(config["folds"]["n_folds"]))
+PSEUDO_TEACHERS = config["pseudo_label"]["teachers"] or config["teachers"]
+for _key, _names in [
+    ("pseudo_label", [*PSEUDO_TEACHERS, *config["pseudo_label"]["teacher_weights"]]),
+    ("students", config["students"]),
+]:
+    for _name in _names:
+        if _name not in MODELS:
+            raise ValueError(f"Invalid config: {_key}: {_name!r} is not a name under models ({', '.join(MODELS)})")
+try:
+    DistillConfig.from_dict(config["distill"])
+except ValueError as err:
+    raise ValueError(f"Invalid config: {err}") from None
+
+
+def pseudo_birdnet_inputs(wildcards) -> list[str]:
+    """BirdNET's soundscape detections, when BirdNET has a say in the pseudo-labels."""
+    if config["pseudo_label"]["birdnet_weight"] == 0:
+        return []
+    return expand("results/birdnet/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS)
 
 
 def model_settings(wildcards) -> dict:
@@ -159,3 +179,21 @@ def train_config(wildcards) -> dict:
 def fold_outputs(stage: str, models: list[str], name: str) -> list[str]:
     """One file of every fold of every model of a stage (teacher or student)."""
     return expand(f"results/models/{stage}/{{model}}/fold{{fold}}/{name}", model=models, fold=FOLDS)
+
+
+# --- Labelled soundscapes that score the models ------------------------------------
+_val = config["validation"]
+HAS_VALIDATION = bool(_val["soundscapes"] and _val["solution"]) and (
+    USE_DEMO or (Path(DATA_DIR, _val["soundscapes"]).is_dir() and Path(DATA_DIR, _val["solution"]).is_file())
+)
+
+
+def validation_inputs(wildcards) -> list[str]:
+    return soundscape_inputs(wildcards, config["validation"]["soundscapes"])
+
+
+def scored_models(wildcards) -> list[str]:
+    """Every fold's model.pt of every teacher and student."""
+    return fold_outputs("teacher", config["teachers"], "model.pt") + fold_outputs(
+        "student", config["students"], "model.pt"
+    )

@@ -1,4 +1,5 @@
-# Stage 5: cached log-mels in Parquet: training chunks and unlabelled soundscape windows.
+# Stage 5: cached log-mels in Parquet: training chunks, unlabelled soundscape windows,
+# and the labelled validation soundscapes' windows.
 
 
 rule mel_train_shard:
@@ -39,6 +40,30 @@ rule mel_soundscape_shard:
         "results/logs/mel_soundscape_shard/{shard}.log",
     benchmark:
         "results/benchmarks/mel_soundscape_shard/{shard}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        mel=config["mel"],
+        chunks=config["chunks"],
+        n_shards=config["mel_shards"]["n_soundscape_shards"],
+    script:
+        "../workflow_scripts/build_mel_shard.py"
+
+
+rule mel_validation_shard:
+    input:
+        taxonomy=f"{DATA_DIR}/taxonomy.csv",
+        audio=validation_inputs,
+    output:
+        "results/mels/validation/{shard}.parquet",
+    log:
+        "results/logs/mel_validation_shard/{shard}.log",
+    benchmark:
+        "results/benchmarks/mel_validation_shard/{shard}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 2

@@ -1,4 +1,4 @@
-# Stage 6: the fold split every model shares, and teachers trained on each fold.
+# Stages 6 and 8: the fold split every model shares; teachers, then students, trained on each fold.
 
 
 wildcard_constraints:
@@ -57,6 +57,39 @@ rule train_teacher:
         "../workflow_scripts/train_model.py"
 
 
+rule train_student:
+    input:
+        shards=expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
+        folds="results/folds.csv",
+        soundscapes=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        pseudo="results/pseudo/labels.parquet",
+        teacher_oof=fold_outputs("teacher", PSEUDO_TEACHERS, "oof.parquet"),
+    output:
+        model="results/models/student/{model}/fold{fold}/model.pt",
+        oof="results/models/student/{model}/fold{fold}/oof.parquet",
+        history="results/models/student/{model}/fold{fold}/history.csv",
+        metrics="results/models/student/{model}/fold{fold}/metrics.json",
+    log:
+        "results/logs/train_student/{model}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train_student/{model}/fold{fold}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        model=model_settings,
+        train=train_config,
+        mel=config["mel"],
+        distill=config["distill"],
+        teacher_weights=config["pseudo_label"]["teacher_weights"],
+    script:
+        "../workflow_scripts/train_model.py"
+
+
 rule training_summary:
     input:
         history=lambda w: fold_outputs(w.stage, [w.model], "history.csv"),
@@ -75,7 +108,7 @@ rule training_summary:
     benchmark:
         "results/benchmarks/training_summary/{stage}/{model}.tsv"
     wildcard_constraints:
-        stage="teacher",
+        stage="teacher|student",
     conda:
         "../envs/train.yaml"
     threads: 1

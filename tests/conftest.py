@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from birdclef.demo_data import DemoConfig, generate
+from birdclef.mel import MelConfig
+from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, write_shard
+from birdclef.models import BirdModel, ModelConfig, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -70,3 +74,24 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
             break
         jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+SHARD_MEL, SHARD_CHUNKS, SHARD_CLASSES = MelConfig(n_mels=32), ChunkConfig(chunk_s=5.0), ["a", "b", "c"]
+
+
+@pytest.fixture(scope="session")
+def soundscape_shard(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mel shard of the tiny demo's unlabelled soundscapes (32 mels, classes a, b, c)."""
+    out = tmp_path_factory.mktemp("soundscape_shard") / "s.parquet"
+    paths = sorted((tiny_demo / "train_soundscapes").glob("*.ogg"))
+    table = build_soundscape_shard(paths, SHARD_CLASSES, SHARD_MEL, SHARD_CHUNKS)
+    write_shard(table, out, SHARD_CLASSES, SHARD_MEL, SHARD_CHUNKS)
+    return out
+
+
+def saved_model(path: Path, seed: int, classes: list[str] = SHARD_CLASSES, mel_hash: str = SHARD_MEL.hash) -> Path:
+    """An untrained tiny model saved as training saves one (random weights from ``seed``)."""
+    torch.manual_seed(seed)
+    model = BirdModel(ModelConfig(backbone="mobilenetv3_small_050", head="sed"), len(classes)).eval()
+    save_model(path, model, classes, {"mel_hash": mel_hash})
+    return path

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from birdclef.metrics import class_auc, macro_roc_auc, score_predictions
+from birdclef.metrics import class_auc, macro_roc_auc, score_against_solution, score_predictions
 
 
 def test_hand_worked_example():
@@ -47,3 +47,12 @@ def test_predictions_are_scored_against_their_primary_labels():
     )
     # x: positives 0.9, 0.4 vs negatives 0.2, 0.5 -> 3/4; y: positives 0.8, 0.6 vs 0.1, 0.3 -> 1
     assert score_predictions(preds, ["x", "y", "z"]) == pytest.approx((0.75 + 1.0) / 2)
+
+
+def test_submission_is_scored_by_row_id_and_must_cover_the_solution():
+    solution = pd.DataFrame({"row_id": ["s_5", "s_10", "s_15"], "x": [1, 0, 0], "y": [0, 0, 0]})
+    pred = pd.DataFrame({"row_id": ["s_15", "s_5", "s_10"], "x": [0.1, 0.9, 0.2], "y": [0.3, 0.3, 0.3]})
+    score, per_class = score_against_solution(pred, solution)
+    assert score == 1.0 and np.isnan(per_class["y"])
+    with pytest.raises(ValueError, match="1 solution rows"):
+        score_against_solution(pred.iloc[:2], solution)

@@ -1,6 +1,12 @@
 import pandas as pd
 
-from birdclef.plots import plot_duplicates, plot_quality_filter, plot_training
+from birdclef.plots import (
+    plot_duplicates,
+    plot_model_scores,
+    plot_pseudo_labels,
+    plot_quality_filter,
+    plot_training,
+)
 
 PNG = b"\x89PNG"
 
@@ -45,3 +51,15 @@ def test_training_figure(tmp_path):
     )
     plot_training([history, history.assign(val_auc=[0.5, 0.7, 0.9])], [2, 3], "teacher m: 0.8", tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:4] == PNG
+
+
+def test_model_scores_figure(tmp_path):
+    scores = pd.DataFrame({"stage": ["teacher", "student"], "model": ["a", "a"], "macro_roc_auc": [0.7, 0.8]})
+    plot_model_scores(scores, tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == PNG
+
+
+def test_pseudo_label_figure(tmp_path):
+    labels = pd.DataFrame({"row_id": ["a_5", "a_10"], "keep": [True, False], "max_prob": [0.8, 0.2], "x": [0.8, 0.1]})
+    plot_pseudo_labels(labels.assign(y=[0.3, 0.2]), ["x", "y"], 0.5, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == PNG

@@ -1,6 +1,6 @@
 import pytest
 
-from birdclef.shards import shard_for, shard_name, shard_of
+from birdclef.shards import files_in_shard, shard_for, shard_name, shard_of
 
 
 def test_stable_and_spread():
@@ -25,3 +25,18 @@ def test_adding_a_clip_moves_no_other():
 def test_bad_count():
     with pytest.raises(ValueError):
         shard_of("x", 0)
+
+
+def test_files_in_shard_expands_folders_and_splits_by_stem(tmp_path):
+    (tmp_path / "ss").mkdir()
+    names = [f"sc_{i:02d}.ogg" for i in range(12)]
+    for name in names:
+        (tmp_path / "ss" / name).write_bytes(b"")
+    (tmp_path / "ss" / ".hidden.ogg").write_bytes(b"")
+    extra = tmp_path / "extra.ogg"
+    extra.write_bytes(b"")
+    shards = [shard_name(k) for k in range(3)]
+    found = [files_in_shard([tmp_path / "ss", extra], 3, s) for s in shards]
+    assert sorted(p.name for part in found for p in part) == sorted([*names, "extra.ogg"])  # each once
+    for shard, part in zip(shards, found, strict=True):
+        assert all(shard_for(p.stem, 3) == shard for p in part)

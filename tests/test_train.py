@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
+from birdclef.dataset import MelShardDataset
+from birdclef.distill import DistillConfig
 from birdclef.folds import assign_folds
 from birdclef.manifest import build_manifest
 from birdclef.mel import MelConfig
-from birdclef.mel_shards import ChunkConfig, build_train_shard, write_shard
+from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, build_train_shard, write_shard
 from birdclef.models import ModelConfig, load_model
-from birdclef.train import TrainConfig, train_fold
+from birdclef.train import StudentData, TrainConfig, train_fold
 
 from conftest import REPO
 
@@ -72,7 +74,7 @@ import sys, pandas as pd
 sys.path.insert(0, {pkg!r})
 from birdclef.mel import MelConfig
 from birdclef.models import ModelConfig
-from birdclef.train import TrainConfig, train_fold
+from birdclef.train import StudentData, TrainConfig, train_fold
 train_fold([{shard!r}], pd.read_csv({folds!r}), 0, ModelConfig(backbone="efficientnet_b0", head="sed"),
            TrainConfig.from_dict({cfg!r}), MelConfig(n_mels=64), {out!r})
 """
@@ -110,3 +112,23 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(cache, tmp_path):
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "whole" / "oof.parquet"), pd.read_parquet(tmp_path / "killed" / "oof.parquet")
     )
+
+
+def test_a_student_trains_on_soft_targets_and_pseudo_windows(cache, tiny_demo, tmp_path, caplog):
+    out, folds, mel = cache
+    shard, chunks = out / "s.parquet", ChunkConfig(chunk_s=2.0, chunks_per_clip=2, max_overlap=0.0)
+    classes = MelShardDataset([shard], mel).classes
+    soundscapes = sorted((tiny_demo / "train_soundscapes").glob("*.ogg"))
+    write_shard(
+        build_soundscape_shard(soundscapes, classes, mel, chunks), tmp_path / "ss.parquet", classes, mel, chunks
+    )
+    soft = pd.read_parquet(shard, columns=["id", "offset_s"]).assign(**{c: 0.3 for c in classes})
+    labels = pd.read_parquet(tmp_path / "ss.parquet", columns=["row_id"]).assign(keep=True, **{c: 0.1 for c in classes})
+    student = StudentData(DistillConfig(distill_weight=0.5, pseudo_share=0.3), soft, [tmp_path / "ss.parquet"], labels)
+    cfg = TrainConfig.from_dict(FAST)
+    with caplog.at_level("INFO"):
+        metrics = train_fold([shard], folds, 0, MODEL, cfg, mel, tmp_path / "s", student=student)
+    assert "pseudo-labelled windows kept" in caplog.text
+    assert (tmp_path / "s" / "model.pt").is_file() and metrics["best_epoch"] in (1, 2)
+    n_clips = folds["fold"].ne(0).sum()
+    assert metrics["n_train_clips"] == n_clips

@@ -24,10 +24,12 @@ TRAIN = {
     "folds": {"n_folds": 2},
     "models": {"tiny": {"backbone": "mobilenetv3_small_050", "head": "sed"}},
     "teachers": ["tiny"],
+    "students": ["tiny"],
     "train": {"epochs": 2, "batch_size": 8},
 }
 TINY = {"demo": TINY_DEMO, **SHARDS, **TRAIN}
-TRAINING = {"folds", "train_teacher", "training_summary"}
+TRAINING = {"folds", "train_teacher", "training_summary", "pseudo_label", "train_student", "score_models"}
+TEACHERS = TRAINING - {"folds"}
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -59,6 +61,11 @@ def test_dry_run_lists_the_dag(tmp_path):
         "folds",
         "train_teacher",
         "training_summary",
+        "birdnet_soundscape_shard",
+        "pseudo_label",
+        "train_student",
+        "mel_validation_shard",
+        "score_models",
     )
     for rule in (*rules, "all"):
         assert rule in out
@@ -138,6 +145,39 @@ def test_demo_run_trains_a_teacher_on_every_fold(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_run_pseudo_labels_every_soundscape_window(demo_run):
+    windows = pd.read_parquet(demo_run / "results/mels/soundscapes/shard-000.parquet", columns=["row_id"])
+    labels = pd.read_parquet(demo_run / "results/pseudo/labels.parquet")
+    assert list(labels["row_id"]) == list(windows["row_id"])
+    assert set(labels["teachers"]) == {"tiny:1,birdnet:1"}
+    classes = sorted(pd.read_csv(demo_run / "resources/demo/taxonomy.csv")["primary_label"])
+    values = labels[classes].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    assert (labels["keep"] == (labels["max_prob"] >= 0.5)).all()
+    assert (demo_run / "results/pseudo/pseudo_labels.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_demo_run_distils_a_student_on_every_fold(demo_run):
+    for fold in (0, 1):
+        out = demo_run / f"results/models/student/tiny/fold{fold}"
+        assert torch.load(out / "model.pt", weights_only=True)["fold"] == fold
+        assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+        log = (demo_run / f"results/logs/train_student/tiny/fold{fold}.log").read_text()
+        assert "pseudo-labelled windows kept" in log
+    summary = json.loads((demo_run / "results/models/student/tiny/summary.json").read_text())
+    assert summary["stage"] == "student" and 0 <= summary["oof_macro_roc_auc"] <= 1
+
+
+@pytest.mark.slow
+def test_demo_run_scores_every_teacher_and_student_on_the_labelled_soundscapes(demo_run):
+    scores = pd.read_csv(demo_run / "results/scores/models.csv")
+    assert sorted(zip(scores["stage"], scores["model"], strict=True)) == [("student", "tiny"), ("teacher", "tiny")]
+    assert scores["macro_roc_auc"].between(0, 1).all() and (scores["folds"] == 2).all()
+    assert (demo_run / "results/scores/models.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
 def test_a_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     work = tmp_path / "run"
     shutil.copytree(demo_run, work, symlinks=True)
@@ -192,13 +232,19 @@ def test_second_run_has_nothing_to_do(demo_run):
         ({"dedup": {"threshold": 0.7}}, {"dedup", *TRAINING, "all"}),
         (
             {"mel": {"n_mels": 64}},
-            {"mel_train_shard", "mel_soundscape_shard", "train_teacher", "training_summary", "all"},
+            {"mel_train_shard", "mel_soundscape_shard", "mel_validation_shard", *TEACHERS, "all"},
         ),
         ({"folds": {"seed": 1}}, {*TRAINING, "all"}),
-        ({"train": {"lr": 0.01}}, {"train_teacher", "training_summary", "all"}),
+        ({"train": {"lr": 0.01}}, {*TEACHERS, "all"}),
+        ({"pseudo_label": {"min_max_prob": 0.3}}, {*TEACHERS - {"train_teacher"}, "all"}),
+        ({"distill": {"temperature": 2.0}}, {"train_student", "training_summary", "score_models", "all"}),
+        (
+            {"birdnet": {"top_k": 3}},
+            {"birdnet_scan", "birdnet_soundscape_shard", "quality_filter", "dedup", *TRAINING, "all"},
+        ),
         (
             {"models": {"tiny": {"backbone": "mobilenetv3_small_050", "head": "linear"}}},
-            {"train_teacher", "training_summary", "all"},
+            {*TEACHERS, "all"},
         ),
     ],
     ids=lambda v: next(iter(v)) if isinstance(v, dict) else "",
@@ -259,7 +305,7 @@ def test_adding_one_clip_rebuilds_one_shard_of_each_stage(real_layout_run):
     clip_id = new["filename"].removesuffix(".ogg")
     scan, mel = shard_for(clip_id, 3), shard_for(clip_id, 2)
     expected = ["manifest", f"birdnet_scan {scan}", "quality_filter", "dedup", f"mel_train_shard {mel}"]
-    expected += ["folds", "train_teacher", "training_summary"]  # a new clip is a new split: every fold retrains
+    expected += sorted(TRAINING)  # a new clip is a new split: every fold retrains
     assert sorted(set(ran_jobs(proc)) - {"all"}) == sorted(expected)
     assert clip_id in set(pd.read_parquet(real_layout_run / f"results/mels/train/{mel}.parquet")["id"])
     assert planned_jobs(real_layout_run, "--configfile", "c.yaml") == {}

@@ -1,15 +1,13 @@
 """Rules mel_train_shard and mel_soundscape_shard: one shard of the log-mel cache."""
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
 from birdclef.logs import run_logged
-from birdclef.manifest import list_audio_files
 from birdclef.mel import MelConfig
 from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, build_train_shard, write_shard
-from birdclef.shards import shard_for
+from birdclef.shards import files_in_shard, shard_for
 
 
 def in_shard(name: str, smk) -> bool:
@@ -26,10 +24,7 @@ def main(smk) -> None:
         log.info("%s: %d kept clips, %.0f s of audio", smk.wildcards.shard, len(clips), clips["duration_s"].sum())
         table = build_train_shard(clips, classes, mel, chunks, threads=smk.threads)
     else:
-        paths = []
-        for item in map(Path, smk.input.audio):
-            paths += [item / name for name in list_audio_files(item)] if item.is_dir() else [item]
-        paths = [p for p in paths if in_shard(p.stem, smk)]
+        paths = files_in_shard(smk.input.audio, smk.params.n_shards, smk.wildcards.shard)
         log.info("%s: %d soundscapes", smk.wildcards.shard, len(paths))
         table = build_soundscape_shard(paths, classes, mel, chunks, threads=smk.threads)
     write_shard(table, smk.output[0], classes, mel, chunks)

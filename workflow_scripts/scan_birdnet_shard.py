@@ -4,7 +4,7 @@ import logging
 
 import pandas as pd
 
-from birdclef.birdnet import scan_files
+from birdclef.birdnet import scan_with_config
 from birdclef.logs import run_logged
 from birdclef.shards import shard_for
 from birdclef.tables import write_parquet
@@ -25,16 +25,7 @@ def main(smk) -> None:
         mine["duration_s"].sum(),
     )
     cfg = smk.params.birdnet
-    result = scan_files(
-        list(zip(mine["clip_id"], mine["path"], strict=True)),
-        threads=smk.threads,
-        top_k=cfg["top_k"],
-        min_confidence=cfg["min_confidence"],
-        lat=cfg["lat"],
-        lon=cfg["lon"],
-        week=cfg["week"],
-        sensitivity=cfg["sensitivity"],
-    )
+    result = scan_with_config(list(zip(mine["clip_id"], mine["path"], strict=True)), cfg, threads=smk.threads)
     settings = {f"birdnet.{k}": str(v) for k, v in cfg.items()}
     write_parquet(result.detections, smk.output.detections, metadata=settings)
     write_parquet(result.segments.astype({"error": "string"}), smk.output.segments, metadata=settings)

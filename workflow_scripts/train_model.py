@@ -1,14 +1,27 @@
-"""Rules train_teacher (and later train_student): train one model on one fold of the mel cache."""
+"""Rules train_teacher and train_student: train one model on one fold of the mel cache."""
 
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from birdclef.distill import DistillConfig, teacher_soft_targets
 from birdclef.logs import run_logged
 from birdclef.mel import MelConfig
 from birdclef.models import ModelConfig
-from birdclef.train import TrainConfig, train_fold
+from birdclef.train import StudentData, TrainConfig, train_fold
+
+
+def student_data(smk) -> StudentData:
+    oof: dict[str, list[pd.DataFrame]] = {}
+    for path in smk.input.teacher_oof:  # results/models/teacher/<name>/fold<k>/oof.parquet
+        oof.setdefault(Path(path).parent.parent.name, []).append(pd.read_parquet(path))
+    return StudentData(
+        cfg=DistillConfig.from_dict(smk.params.distill),
+        soft=teacher_soft_targets(oof, smk.params.teacher_weights),
+        pseudo_shards=list(smk.input.soundscapes),
+        pseudo_labels=pd.read_parquet(smk.input.pseudo),
+    )
 
 
 def main(smk) -> None:
@@ -21,6 +34,7 @@ def main(smk) -> None:
         TrainConfig.from_dict(smk.params.train),
         MelConfig.from_dict(smk.params.mel),
         Path(smk.output.model).parent,
+        student=student_data(smk) if smk.rule == "train_student" else None,
     )
 
 

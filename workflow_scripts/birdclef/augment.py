@@ -11,10 +11,12 @@ All take a ``torch.Generator`` so that a seeded CPU run repeats exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from birdclef.config_keys import check_keys
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentConfig:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown train.augment keys: {sorted(unknown)}")
+        check_keys(cls, values, "train.augment")
         return cls(**values)
 
 

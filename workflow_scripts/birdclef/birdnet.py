@@ -542,3 +542,11 @@ def scan_files(
     ).astype({"n_segments": np.int64, "duration_s": np.float64})
     segments = segments.sort_values("clip_id", kind="stable").reset_index(drop=True)
     return ScanResult(detections, segments)
+
+
+SCAN_KEYS = ("top_k", "min_confidence", "lat", "lon", "week", "sensitivity")
+
+
+def scan_with_config(items: Sequence[tuple[str, str | Path]], cfg: dict, threads: int = 1) -> ScanResult:
+    """``scan_files`` with the settings of the ``birdnet:`` config section."""
+    return scan_files(items, threads=threads, **{k: cfg[k] for k in SCAN_KEYS})

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 
 from birdclef import SAMPLE_RATE, synth
 from birdclef.audio import read_audio, write_ogg
+from birdclef.config_keys import check_keys
 from birdclef.parallel import ordered_map
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,7 @@ class DemoConfig:
     @classmethod
     def from_dict(cls, d: dict) -> DemoConfig:
         """Build from a config mapping; lists become tuples, unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown demo config keys: {sorted(unknown)}")
+        check_keys(cls, d, "demo config")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def __post_init__(self) -> None:

@@ -42,3 +42,18 @@ def score_predictions(predictions: pd.DataFrame, classes: list[str]) -> float:
     """
     truth = (predictions["primary_label"].to_numpy()[:, None] == np.asarray(classes)[None, :]).astype(np.float32)
     return macro_roc_auc(truth, predictions[classes].to_numpy())
+
+
+def score_against_solution(predictions: pd.DataFrame, solution: pd.DataFrame) -> tuple[float, pd.Series]:
+    """Macro ROC-AUC (and per class) of ``predictions`` against a Kaggle ``solution`` table, matched by row_id.
+
+    Both have a ``row_id`` column and one column per class; every solution row must be predicted.
+    """
+    classes = [c for c in solution.columns if c != "row_id"]
+    missing = set(solution["row_id"]) - set(predictions["row_id"])
+    if missing:
+        raise ValueError(f"{len(missing)} solution rows have no prediction, e.g. {sorted(missing)[:3]}")
+    pred = predictions.set_index("row_id").loc[solution["row_id"], classes].to_numpy()
+    auc = class_auc(solution[classes].to_numpy(), pred)
+    score = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
+    return score, pd.Series(auc, index=classes)

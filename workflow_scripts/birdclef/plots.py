@@ -109,3 +109,37 @@ def plot_training(histories: list[pd.DataFrame], best_epochs: list[int], title: 
     auc_ax.legend(fontsize="small", loc="lower right")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def plot_pseudo_labels(labels: pd.DataFrame, classes: list[str], min_max_prob: float, path: str | Path) -> None:
+    """Distribution of each window's highest probability, and the windows each class gains."""
+    kept = labels[labels["keep"]]
+    gained = (kept[classes] >= 0.5).sum().sort_index(ascending=False)
+    fig = plt.figure(figsize=(12, _class_height(len(classes))), layout="constrained")
+    hist_ax, class_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    hist_ax.hist(labels["max_prob"], bins=np.linspace(0, 1, 41), color=KEPT)
+    hist_ax.axvline(min_max_prob, color=DROPPED, linestyle="--", label=f"kept at >= {min_max_prob:g}")
+    hist_ax.set(
+        xlabel="highest class probability of the window",
+        ylabel="windows",
+        title=f"{len(kept)} of {len(labels)} windows kept",
+    )
+    hist_ax.legend()
+    class_ax.barh(gained.index, gained.to_numpy(), color=KEPT)
+    class_ax.set(xlabel="kept windows with p >= 0.5", title="windows gained per class")
+    class_ax.tick_params(axis="y", labelsize="small")
+    _save(fig, path)
+
+
+def plot_model_scores(scores: pd.DataFrame, path: str | Path) -> None:
+    """Macro ROC-AUC per model (columns stage, model, macro_roc_auc), teachers and students in their own colours."""
+    colours = {"teacher": "#264653", "student": KEPT}
+    order = scores.sort_values(["stage", "model"], ascending=False)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(order)), layout="constrained")
+    labels = [f"{s} {m}" for s, m in zip(order["stage"], order["model"], strict=True)]
+    ax.barh(labels, order["macro_roc_auc"], color=[colours.get(s, RESCUED) for s in order["stage"]])
+    for y, v in enumerate(order["macro_roc_auc"]):
+        ax.text(v, y, f" {v:.3f}", va="center")
+    ax.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set(xlim=(0, 1.08), xlabel="macro ROC-AUC on the validation soundscapes", title="models on labelled soundscapes")
+    _save(fig, path)

@@ -8,6 +8,8 @@ per process, so this uses SHA-1.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from pathlib import Path
 
 
 def shard_of(clip_id: str, n_shards: int) -> int:
@@ -26,3 +28,13 @@ def shard_name(shard: int) -> str:
 def shard_for(item_id: str, n_shards: int) -> str:
     """File stem of the shard that holds ``item_id``."""
     return shard_name(shard_of(item_id, n_shards))
+
+
+def files_in_shard(inputs: Iterable[str | Path], n_shards: int, shard: str) -> list[Path]:
+    """The files among ``inputs`` (files, or folders standing for every file under them) whose stem is in ``shard``."""
+    from birdclef.manifest import list_audio_files  # the one definition of "a recording under a folder"
+
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        paths += [item / name for name in list_audio_files(item)] if item.is_dir() else [item]
+    return sorted((p for p in paths if shard_for(p.stem, n_shards) == shard), key=lambda p: p.stem)

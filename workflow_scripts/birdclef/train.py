@@ -22,16 +22,18 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from birdclef.augment import AugmentConfig, augment_batch
+from birdclef.config_keys import check_keys
 from birdclef.dataset import MelShardDataset
+from birdclef.distill import DistillConfig, DistilledChunks, PseudoWindows
 from birdclef.losses import LOSSES, weighted_loss
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import BirdModel, ModelConfig, save_model
@@ -64,14 +66,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown train keys: {sorted(unknown)}")
+        check_keys(cls, values, "train")
         augment = AugmentConfig.from_dict(values.pop("augment", {}))
         return cls(**values, augment=augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class StudentData:
+    """What a student learns from besides the hard labels (see birdclef.distill)."""
+
+    cfg: DistillConfig
+    soft: pd.DataFrame | None = None  # the teachers' out-of-fold predictions: id, offset_s, one column per class
+    pseudo_shards: list[str | Path] = field(default_factory=list)  # soundscape mel shards
+    pseudo_labels: pd.DataFrame | None = None  # pseudo_label's table: row_id, keep, one column per class
 
 
 def train_settings(train: dict, model_entry: dict) -> dict:
@@ -90,6 +100,20 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 def _fingerprint(*parts: dict) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _student_sets(ds: MelShardDataset, student: StudentData | None, mel, n_clips: int) -> tuple[Dataset, Dataset, int]:
+    """The training set (labelled rows, then pseudo windows), the pseudo windows, and how many to draw per epoch."""
+    if student is None:
+        return ds, [], 0
+    labelled = DistilledChunks(ds, student.soft, student.cfg) if student.soft is not None else ds
+    if student.pseudo_labels is None or student.cfg.pseudo_share == 0 or not student.pseudo_shards:
+        return labelled, [], 0
+    pseudo = PseudoWindows(MelShardDataset(student.pseudo_shards, mel), student.pseudo_labels)
+    share = student.cfg.pseudo_share
+    n_pseudo = min(len(pseudo), round(n_clips * share / (1 - share)))
+    log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n_pseudo)
+    return ConcatDataset([labelled, pseudo]), pseudo, n_pseudo
 
 
 def _predict(model: BirdModel, ds: Subset, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +136,13 @@ def train_fold(
     mel,
     out_dir: str | Path,
     device: str | None = None,
+    student: StudentData | None = None,
 ) -> dict:
-    """Train on all folds but ``fold``, validate on it; write model.pt, oof.parquet, history.csv, metrics.json."""
+    """Train on all folds but ``fold``, validate on it; write model.pt, oof.parquet, history.csv, metrics.json.
+
+    With ``student``, labelled targets mix in the teachers' soft predictions and
+    each epoch adds pseudo-labelled soundscape windows; validation is unchanged.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -127,7 +156,8 @@ def train_fold(
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"fold {fold}: {len(train_rows)} training and {len(val_rows)} validation chunks")
     chunks_of = pd.Series(train_rows).groupby(ds.rows["id"].to_numpy()[train_rows]).agg(list)
-    steps_per_epoch = math.ceil(len(chunks_of) / cfg.batch_size)
+    train_set, pseudo, n_pseudo = _student_sets(ds, student, mel, len(chunks_of))
+    steps_per_epoch = math.ceil((len(chunks_of) + n_pseudo) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
@@ -136,7 +166,10 @@ def train_fold(
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
     gen = torch.Generator().manual_seed(cfg.seed)
-    fingerprint = _fingerprint(asdict(model_cfg), cfg.to_dict(), {"fold": fold, "mel": mel.hash, "rows": len(ds)})
+    student_key = {"distill": student.cfg.to_dict(), "pseudo": len(pseudo)} if student else {}
+    fingerprint = _fingerprint(
+        asdict(model_cfg), cfg.to_dict(), {"fold": fold, "mel": mel.hash, "rows": len(ds), **student_key}
+    )
     history: list[dict] = []
     best = {"epoch": -1, "val_auc": -math.inf}
     start_epoch = 0
@@ -170,9 +203,11 @@ def train_fold(
         t0 = time.perf_counter()
         # one random chunk per clip, in a random order
         picks = [c[int(torch.randint(len(c), (1,), generator=gen))] for c in chunks_of]
+        if n_pseudo:  # pseudo windows follow the labelled rows in train_set
+            picks += (len(ds) + torch.randperm(len(pseudo), generator=gen)[:n_pseudo]).tolist()
         order = torch.randperm(len(picks), generator=gen).tolist()
         loader = DataLoader(
-            Subset(ds, [picks[i] for i in order]), batch_size=cfg.batch_size, num_workers=cfg.num_workers
+            Subset(train_set, [picks[i] for i in order]), batch_size=cfg.batch_size, num_workers=cfg.num_workers
         )
         model.train()
         losses, seen, train_seconds = [], 0, 0.0

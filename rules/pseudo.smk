@@ -1,0 +1,57 @@
+# Stage 7: soft labels for the unlabelled soundscapes, from the teachers and BirdNET.
+
+
+rule birdnet_soundscape_shard:
+    input:
+        audio=soundscape_inputs,
+    output:
+        "results/birdnet/soundscapes/{shard}.parquet",
+    log:
+        "results/logs/birdnet_soundscape_shard/{shard}.log",
+    benchmark:
+        "results/benchmarks/birdnet_soundscape_shard/{shard}.tsv"
+    conda:
+        "../envs/birdnet.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        birdnet=config["birdnet"],
+        n_shards=config["mel_shards"]["n_soundscape_shards"],
+    script:
+        "../workflow_scripts/scan_birdnet_soundscapes.py"
+
+
+rule pseudo_label:
+    input:
+        windows=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        birdnet=pseudo_birdnet_inputs,
+        models=fold_outputs("teacher", PSEUDO_TEACHERS, "model.pt"),
+        taxonomy=f"{DATA_DIR}/taxonomy.csv",
+    output:
+        labels="results/pseudo/labels.parquet",
+        plot=report(
+            "results/pseudo/pseudo_labels.png",
+            caption="../report/pseudo_labels.rst",
+            category="Pseudo-labels",
+        ),
+    log:
+        "results/logs/pseudo_label.log",
+    benchmark:
+        "results/benchmarks/pseudo_label.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,  # asked of a cluster; a local run uses CUDA when present, else the CPU
+    params:
+        pseudo=config["pseudo_label"],
+        teachers=PSEUDO_TEACHERS,
+        birdnet=config["birdnet"],
+        mel=config["mel"],
+        chunk_s=config["chunks"]["chunk_s"],
+    script:
+        "../workflow_scripts/run_pseudo_label.py"

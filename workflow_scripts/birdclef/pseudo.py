@@ -1,0 +1,125 @@
+"""Pseudo-labels for unlabelled soundscape windows: a weighted blend of teachers, BirdNET among them.
+
+- ``birdnet_window_probs``: BirdNET's per-species confidences (3 s segments) mapped
+  onto taxonomy classes by scientific name, as the maximum over the segments that
+  overlap each window. Several classes may share one species (a song class and a
+  call class); a class BirdNET does not know stays NaN, so the blend leaves it to
+  the other teachers.
+- ``blend``: per class, the weighted mean over the sources that have a value.
+- ``sharpen`` and ``keep_windows``: the knobs on what students learn from.
+- ``pseudo_labels``: all of it, from saved teachers and BirdNET's detections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from birdclef.mel import MelConfig
+from birdclef.predict import ID_COLUMNS, predict_shards
+
+log = logging.getLogger(__name__)
+
+
+def birdnet_window_probs(
+    detections: pd.DataFrame,
+    windows: pd.DataFrame,
+    species_of: Mapping[str, str],
+    classes: Sequence[str],
+    chunk_s: float,
+) -> pd.DataFrame:
+    """row_id plus one column per class: BirdNET's highest confidence in the window (0 if unheard, NaN if unknown).
+
+    ``detections``: clip_id (the soundscape's stem), start, end, scientific_name, confidence (the scan's rows).
+    ``windows``: row_id, id, offset_s (the soundscape shard's rows).
+    ``species_of``: class -> the scientific name BirdNET reports for it ("" when unknown).
+    """
+    known = {c: species_of.get(c, "") for c in classes}
+    out = np.zeros((len(windows), len(classes)))
+    out[:, [k for k, c in enumerate(classes) if not known[c]]] = np.nan
+    column_of: dict[str, list[int]] = {}
+    for k, c in enumerate(classes):
+        if known[c]:
+            column_of.setdefault(known[c], []).append(k)
+    hits = detections[detections["scientific_name"].isin(column_of)]
+    window_index = windows.reset_index(drop=True).groupby("id").indices
+    for det in hits.itertuples(index=False):
+        rows = window_index.get(det.clip_id)
+        if rows is None:
+            continue
+        starts = windows["offset_s"].to_numpy()[rows]
+        overlapping = rows[(starts < det.end) & (starts + chunk_s > det.start)]
+        for k in column_of[det.scientific_name]:
+            out[overlapping, k] = np.maximum(out[overlapping, k], det.confidence)
+    return pd.concat([windows[["row_id"]].reset_index(drop=True), pd.DataFrame(out, columns=list(classes))], axis=1)
+
+
+def blend(sources: Sequence[tuple[pd.DataFrame, float]], classes: Sequence[str]) -> pd.DataFrame:
+    """Per class, the weighted mean over the sources with a value there (NaN = no opinion); rows by row_id."""
+    if not sources:
+        raise ValueError("nothing to blend")
+    row_id = sources[0][0]["row_id"].to_numpy()
+    total = np.zeros((len(row_id), len(classes)))
+    weight = np.zeros_like(total)
+    for frame, w in sources:
+        if not np.array_equal(frame["row_id"].to_numpy(), row_id):
+            raise ValueError("sources to blend must list the same windows in the same order")
+        values = frame[list(classes)].to_numpy(dtype=np.float64)
+        present = ~np.isnan(values)
+        total += np.where(present, values, 0.0) * w
+        weight += present * w
+    with np.errstate(invalid="ignore"):
+        mean = np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan)
+    return pd.concat([pd.DataFrame({"row_id": row_id}), pd.DataFrame(mean, columns=list(classes))], axis=1)
+
+
+def sharpen(probs: np.ndarray, power: float) -> np.ndarray:
+    """p ** power: above 1 quiets the uncertain classes more than the confident ones."""
+    return np.power(np.clip(probs, 0.0, 1.0), power)
+
+
+def keep_windows(probs: np.ndarray, min_max_prob: float) -> np.ndarray:
+    """Windows whose most likely class reaches ``min_max_prob`` (a window of silence teaches little)."""
+    return np.nanmax(probs, axis=1, initial=0.0) >= min_max_prob
+
+
+def pseudo_labels(
+    teachers: Mapping[str, Sequence[str | Path]],
+    weights: Mapping[str, float],
+    shards: Sequence[str | Path],
+    mel: MelConfig,
+    birdnet: tuple[pd.DataFrame, Mapping[str, str], float] | None = None,
+    chunk_s: float = 5.0,
+    power: float = 1.0,
+    min_max_prob: float = 0.5,
+) -> pd.DataFrame:
+    """Soft labels for every window of ``shards``: id, offset_s, row_id, keep, max_prob, teachers, one column per class.
+
+    ``teachers``: name -> its model files (its folds), each weighing ``weights.get(name, 1)``.
+    ``birdnet``: (detections, class -> BirdNET scientific name, weight), or None to leave BirdNET out.
+    """
+    sources, used = [], []
+    for name, paths in teachers.items():
+        probs = predict_shards(paths, shards, mel)
+        w = float(weights.get(name, 1.0))
+        log.info("teacher %s (%d models, weight %g): %d windows", name, len(paths), w, len(probs))
+        sources.append((probs, w))
+        used.append(f"{name}:{w:g}")
+    windows = sources[0][0][ID_COLUMNS]
+    classes = [c for c in sources[0][0].columns if c not in ID_COLUMNS]
+    if birdnet is not None:
+        detections, species_of, w = birdnet
+        sources.append((birdnet_window_probs(detections, windows, species_of, classes, chunk_s), w))
+        used.append(f"birdnet:{w:g}")
+        log.info("BirdNET (weight %g) knows %d of %d classes", w, sum(map(bool, species_of.values())), len(classes))
+    probs = sharpen(blend(sources, classes)[classes].to_numpy(), power)
+    labels = windows.reset_index(drop=True).assign(
+        keep=keep_windows(probs, min_max_prob),
+        max_prob=np.nanmax(probs, axis=1, initial=0.0),
+        teachers=",".join(used),
+    )
+    return pd.concat([labels, pd.DataFrame(probs.astype(np.float32), columns=classes)], axis=1)

@@ -1,0 +1,54 @@
+"""Rule pseudo_label: blend the teachers' (and BirdNET's) predictions on every soundscape window."""
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from birdclef.birdnet import reportable_species
+from birdclef.logs import run_logged
+from birdclef.mel import MelConfig
+from birdclef.plots import plot_pseudo_labels
+from birdclef.predict import ID_COLUMNS
+from birdclef.pseudo import pseudo_labels
+from birdclef.quality_filter import birdnet_names_of
+from birdclef.tables import write_parquet
+
+log = logging.getLogger("pseudo_label")
+SUMMARY_COLUMNS = [*ID_COLUMNS, "keep", "max_prob", "teachers"]
+
+
+def main(smk) -> None:
+    torch.set_num_threads(smk.threads)
+    cfg = smk.params.pseudo
+    # results/models/teacher/<name>/fold<k>/model.pt
+    teachers = {
+        name: [p for p in smk.input.models if Path(p).parent.parent.name == name] for name in smk.params.teachers
+    }
+    birdnet = None
+    if smk.input.birdnet:
+        b = smk.params.birdnet
+        species_of = birdnet_names_of(
+            pd.read_csv(smk.input.taxonomy), reportable_species(b["lat"], b["lon"], b["week"])
+        )
+        detections = pd.concat([pd.read_parquet(p) for p in smk.input.birdnet], ignore_index=True)
+        birdnet = (detections, species_of, cfg["birdnet_weight"])
+    labels = pseudo_labels(
+        teachers,
+        cfg["teacher_weights"],
+        smk.input.windows,
+        MelConfig.from_dict(smk.params.mel),
+        birdnet,
+        chunk_s=smk.params.chunk_s,
+        power=cfg["power"],
+        min_max_prob=cfg["min_max_prob"],
+    )
+    write_parquet(labels, smk.output.labels, metadata={"birdclef.pseudo_label": json.dumps(cfg)})
+    log.info("%d of %d windows kept; sources %s", labels["keep"].sum(), len(labels), labels["teachers"].iat[0])
+    classes = [c for c in labels.columns if c not in SUMMARY_COLUMNS]
+    plot_pseudo_labels(labels, classes, cfg["min_max_prob"], smk.output.plot)
+
+
+run_logged(snakemake.log[0], main, snakemake)  # noqa: F821 (injected by Snakemake)
