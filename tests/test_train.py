@@ -132,3 +132,19 @@ def test_a_student_trains_on_soft_targets_and_pseudo_windows(cache, tiny_demo, t
     assert (tmp_path / "s" / "model.pt").is_file() and metrics["best_epoch"] in (1, 2)
     n_clips = folds["fold"].ne(0).sum()
     assert metrics["n_train_clips"] == n_clips
+
+
+def test_a_checkpoint_soup_keeps_the_average_of_the_last_epochs(cache, tmp_path):
+    out, folds, mel = cache
+    cfg = TrainConfig.from_dict({**FAST, "epochs": 3, "soup_epochs": 2})
+    metrics = train_fold([out / "s.parquet"], folds, 0, MODEL, cfg, mel, tmp_path / "soup")
+    assert metrics["kept"] == "soup of the last 2 epochs"
+    e2, e3 = (torch.load(tmp_path / "soup" / "soup" / f"epoch{e}.pt", weights_only=True) for e in (2, 3))
+    assert not (tmp_path / "soup" / "soup" / "epoch1.pt").exists()
+    _, payload = load_model(tmp_path / "soup" / "model.pt")
+    assert payload["soup_epochs"] == 2
+    for key, value in payload["state_dict"].items():
+        expected = (e2[key] + e3[key]) / 2 if value.is_floating_point() else e3[key]
+        torch.testing.assert_close(value, expected)
+    with pytest.raises(ValueError, match="soup_epochs"):
+        TrainConfig.from_dict({**FAST, "soup_epochs": 5})

@@ -114,7 +114,8 @@ def plot_training(histories: list[pd.DataFrame], best_epochs: list[int], title: 
 def plot_pseudo_labels(labels: pd.DataFrame, classes: list[str], min_max_prob: float, path: str | Path) -> None:
     """Distribution of each window's highest probability, and the windows each class gains."""
     kept = labels[labels["keep"]]
-    gained = (kept[classes] >= 0.5).sum().sort_index(ascending=False)
+    top = kept[classes].fillna(-1.0).idxmax(axis=1) if len(kept) else pd.Series(dtype=str)
+    gained = top.value_counts().reindex(classes, fill_value=0).sort_index(ascending=False)
     fig = plt.figure(figsize=(12, _class_height(len(classes))), layout="constrained")
     hist_ax, class_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
     hist_ax.hist(labels["max_prob"], bins=np.linspace(0, 1, 41), color=KEPT)
@@ -126,7 +127,7 @@ def plot_pseudo_labels(labels: pd.DataFrame, classes: list[str], min_max_prob: f
     )
     hist_ax.legend()
     class_ax.barh(gained.index, gained.to_numpy(), color=KEPT)
-    class_ax.set(xlabel="kept windows with p >= 0.5", title="windows gained per class")
+    class_ax.set(xlabel="kept windows", title="kept windows by their most likely class")
     class_ax.tick_params(axis="y", labelsize="small")
     _save(fig, path)
 

@@ -1,10 +1,11 @@
-"""Training one model on one fold of the mel cache: the loop teachers (and later students) share.
+"""Training one model on one fold of the mel cache: the loop teachers and students share.
 
 Per epoch: one random cached chunk per training clip (so every clip counts once
 and its chunks take turns), augmented; AdamW with a cosine schedule after a
 linear warm-up, gradient clipping, bf16 autocast on CUDA. Validation on every
 chunk of the held-out fold with the competition metric; the best epoch's model
-and out-of-fold predictions are kept. After each epoch ``last.pt`` holds
+and out-of-fold predictions are kept (or, with ``soup_epochs``, those of the
+average of the last epochs' weights: a checkpoint soup). After each epoch ``last.pt`` holds
 everything needed to resume, so a killed job, rerun, continues where it stopped
 and ends with the same weights as an uninterrupted run (on the CPU).
 
@@ -57,11 +58,14 @@ class TrainConfig:
     secondary_target: float = 0.5
     seed: int = 0
     num_workers: int = 0
+    soup_epochs: int = 0  # > 0: the model kept is the average of the last soup_epochs epochs' weights
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"train.loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0 <= self.soup_epochs <= self.epochs:
+            raise ValueError(f"train.soup_epochs must be between 0 and epochs ({self.epochs}), got {self.soup_epochs}")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -114,6 +118,27 @@ def _student_sets(ds: MelShardDataset, student: StudentData | None, mel, n_clips
     n_pseudo = min(len(pseudo), round(n_clips * share / (1 - share)))
     log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n_pseudo)
     return ConcatDataset([labelled, pseudo]), pseudo, n_pseudo
+
+
+def _keep(prefix: Path, model: BirdModel, ds: MelShardDataset, val_rows: np.ndarray, probs, extra: dict) -> None:
+    """A candidate for the outputs: <prefix>.pt (as model.pt) and <prefix>_oof.parquet."""
+    save_model(prefix.with_suffix(".pt"), model, ds.classes, extra)
+    oof = pd.DataFrame(probs, columns=ds.classes)
+    held_out = ds.rows.iloc[val_rows]
+    labels = held_out["primary"].map(lambda k: ds.classes[k] if k >= 0 else None)
+    oof.insert(0, "primary_label", labels.to_numpy())
+    oof.insert(0, "offset_s", held_out["offset_s"].to_numpy())
+    oof.insert(0, "id", held_out["id"].to_numpy())
+    write_parquet(oof, prefix.with_name(f"{prefix.name}_oof.parquet"))
+
+
+def _average(paths: list[Path], device: torch.device) -> dict:
+    """The mean of saved state dicts; integer buffers (BatchNorm's step count) are taken from the last."""
+    states = [torch.load(p, map_location=device, weights_only=True) for p in paths]
+    return {
+        key: torch.stack([s[key] for s in states]).mean(dim=0) if value.is_floating_point() else value
+        for key, value in states[-1].items()
+    }
 
 
 def _predict(model: BirdModel, ds: Subset, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -263,14 +288,11 @@ def train_fold(
         )
         if val_auc > best["val_auc"] or best["epoch"] < 0:
             best = {"epoch": epoch + 1, "val_auc": val_auc}
-            save_model(out / "best.pt", model, ds.classes, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
-            oof = pd.DataFrame(probs, columns=ds.classes)
-            held_out = ds.rows.iloc[val_rows]
-            labels = held_out["primary"].map(lambda k: ds.classes[k] if k >= 0 else None)
-            oof.insert(0, "primary_label", labels.to_numpy())
-            oof.insert(0, "offset_s", held_out["offset_s"].to_numpy())
-            oof.insert(0, "id", held_out["id"].to_numpy())
-            write_parquet(oof, out / "best_oof.parquet")
+            _keep(out / "best", model, ds, val_rows, probs, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
+        if epoch + 1 > cfg.epochs - cfg.soup_epochs:
+            (out / "soup").mkdir(exist_ok=True)
+            torch.save(model.state_dict(), out / "soup" / f".epoch{epoch + 1}.pt.tmp")
+            (out / "soup" / f".epoch{epoch + 1}.pt.tmp").replace(out / "soup" / f"epoch{epoch + 1}.pt")
         torch.save(
             {
                 "fingerprint": fingerprint,
@@ -287,14 +309,33 @@ def train_fold(
         )
         (out / ".last.pt.tmp").replace(last)
 
-    for kept, final in (("best.pt", "model.pt"), ("best_oof.parquet", "oof.parquet")):
-        shutil.copyfile(out / kept, out / f".{final}.tmp")
+    kept, shipped_auc = "best", best["val_auc"]
+    if cfg.soup_epochs > 0:
+        first = cfg.epochs - cfg.soup_epochs + 1
+        model.load_state_dict(_average([out / "soup" / f"epoch{e}.pt" for e in range(first, cfg.epochs + 1)], dev))
+        probs, targets = _predict(model, Subset(ds, val_rows.tolist()), cfg.batch_size, dev)
+        shipped_auc = macro_roc_auc((targets >= 1.0).astype(np.float32), probs)
+        extra = {"mel_hash": mel.hash, "epoch": cfg.epochs, "fold": fold, "soup_epochs": cfg.soup_epochs}
+        _keep(out / "soup", model, ds, val_rows, probs, extra)
+        kept = "soup"
+        log.info(
+            "soup of epochs %d-%d: val macro ROC-AUC %.4f (best single epoch %d: %.4f)",
+            first,
+            cfg.epochs,
+            shipped_auc,
+            best["epoch"],
+            best["val_auc"],
+        )
+    for source, final in ((f"{kept}.pt", "model.pt"), (f"{kept}_oof.parquet", "oof.parquet")):
+        shutil.copyfile(out / source, out / f".{final}.tmp")
         (out / f".{final}.tmp").replace(out / final)
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     metrics = {
         "fold": fold,
         "best_epoch": best["epoch"],
-        "val_macro_roc_auc": best["val_auc"],
+        "best_epoch_val_macro_roc_auc": best["val_auc"],
+        "kept": "best epoch" if kept == "best" else f"soup of the last {cfg.soup_epochs} epochs",
+        "val_macro_roc_auc": shipped_auc,
         "n_train_clips": len(chunks_of),
         "n_val_chunks": len(val_rows),
         "train_samples_per_s": float(np.mean([h["train_samples_per_s"] for h in history])),
