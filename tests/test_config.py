@@ -82,6 +82,7 @@ def test_bad_values_are_refused_with_the_key_named(config, patch, key):
         ("models:\n  m: {backbone: resnet_999}\n", "models.m"),
         ("models:\n  regnety_sed: {backbone: regnety_002, train: {epoch: 3}}\n", "models.regnety_sed"),
         ("train:\n  loss: hinge\n", "loss"),
+        ("models:\n  a/b: {backbone: regnety_002}\n", "a/b"),
     ],
 )
 def test_snakemake_stops_at_once_naming_the_key(tmp_path, text, key):
