@@ -139,9 +139,6 @@ def _resolve_models() -> dict[str, dict]:
         except (ValueError, TypeError) as err:
             raise ValueError(f"Invalid config: models.{name}: {err}") from None
         resolved[name] = {"model": asdict(model), "train": train.to_dict()}
-    for name in config["teachers"]:
-        if name not in resolved:
-            raise ValueError(f"Invalid config: teachers: {name!r} is not a name under models ({', '.join(resolved)})")
     return resolved
 
 
@@ -149,6 +146,7 @@ MODELS = _resolve_models()
 FOLDS = list(range(config["folds"]["n_folds"]))
 PSEUDO_TEACHERS = config["pseudo_label"]["teachers"] or config["teachers"]
 for _key, _names in [
+    ("teachers", config["teachers"]),
     ("pseudo_label", [*PSEUDO_TEACHERS, *config["pseudo_label"]["teacher_weights"]]),
     ("students", config["students"]),
 ]:

@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 
-from birdclef.models import BirdModel, ModelConfig, load_model, save_model
+from birdclef.models import BirdModel, ModelConfig, by_model, load_model, save_model
 
 X = torch.randn(2, 1, 64, 96)
 
@@ -55,3 +55,15 @@ def test_a_local_pretrained_file_initialises_the_backbone(tmp_path):
     # timm folds the RGB stem into one channel by summing it
     torch.testing.assert_close(model.backbone.conv_stem.weight, source.conv_stem.weight.sum(dim=1, keepdim=True))
     torch.testing.assert_close(model.backbone.blocks[3][0].conv_pw.weight, source.blocks[3][0].conv_pw.weight)
+
+
+def test_model_files_group_by_stage_and_name_in_order():
+    paths = [
+        f"results/models/{s}/{m}/fold{k}/model.pt" for s in ("teacher", "student") for m in ("a", "b") for k in (0, 1)
+    ]
+    groups = by_model(paths)
+    assert list(groups) == [("teacher", "a"), ("teacher", "b"), ("student", "a"), ("student", "b")]
+    assert groups[("student", "b")] == [
+        "results/models/student/b/fold0/model.pt",
+        "results/models/student/b/fold1/model.pt",
+    ]

@@ -2,7 +2,6 @@
 
 import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -10,23 +9,20 @@ import torch
 from birdclef.birdnet import reportable_species
 from birdclef.logs import run_logged
 from birdclef.mel import MelConfig
+from birdclef.models import by_model
 from birdclef.plots import plot_pseudo_labels
-from birdclef.predict import ID_COLUMNS
-from birdclef.pseudo import pseudo_labels
+from birdclef.pseudo import PSEUDO_COLUMNS, pseudo_labels
 from birdclef.quality_filter import birdnet_names_of
 from birdclef.tables import write_parquet
 
 log = logging.getLogger("pseudo_label")
-SUMMARY_COLUMNS = [*ID_COLUMNS, "keep", "max_prob", "teachers"]
 
 
 def main(smk) -> None:
     torch.set_num_threads(smk.threads)
     cfg = smk.params.pseudo
-    # results/models/teacher/<name>/fold<k>/model.pt
-    teachers = {
-        name: [p for p in smk.input.models if Path(p).parent.parent.name == name] for name in smk.params.teachers
-    }
+    families = by_model(smk.input.models)
+    teachers = {name: families[("teacher", name)] for name in smk.params.teachers}
     birdnet = None
     if smk.input.birdnet:
         b = smk.params.birdnet
@@ -47,7 +43,7 @@ def main(smk) -> None:
     )
     write_parquet(labels, smk.output.labels, metadata={"birdclef.pseudo_label": json.dumps(cfg)})
     log.info("%d of %d windows kept; sources %s", labels["keep"].sum(), len(labels), labels["teachers"].iat[0])
-    classes = [c for c in labels.columns if c not in SUMMARY_COLUMNS]
+    classes = [c for c in labels.columns if c not in PSEUDO_COLUMNS]
     plot_pseudo_labels(labels, classes, cfg["min_max_prob"], smk.output.plot)
 
 

@@ -1,7 +1,6 @@
 """Rule score_models: every teacher and student, each the mean of its folds, on the labelled validation windows."""
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -9,6 +8,7 @@ import torch
 from birdclef.logs import run_logged
 from birdclef.mel import MelConfig
 from birdclef.metrics import score_against_solution
+from birdclef.models import by_model
 from birdclef.plots import plot_model_scores
 from birdclef.predict import predict_shards
 
@@ -19,11 +19,8 @@ def main(smk) -> None:
     torch.set_num_threads(smk.threads)
     mel = MelConfig.from_dict(smk.params.mel)
     solution = pd.read_csv(smk.input.solution)
-    families: dict[tuple[str, str], list[str]] = {}
-    for path in smk.input.models:  # results/models/<stage>/<name>/fold<k>/model.pt
-        families.setdefault((Path(path).parents[2].name, Path(path).parents[1].name), []).append(path)
     rows, per_class = [], {}
-    for (stage, name), paths in families.items():
+    for (stage, name), paths in by_model(smk.input.models).items():
         score, by_class = score_against_solution(predict_shards(paths, smk.input.windows, mel), solution)
         rows.append({"stage": stage, "model": name, "folds": len(paths), "macro_roc_auc": score})
         per_class[f"{stage}/{name}"] = by_class

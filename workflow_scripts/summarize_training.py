@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from birdclef.logs import run_logged
-from birdclef.metrics import score_predictions
+from birdclef.metrics import OOF_ID_COLUMNS, score_predictions
 from birdclef.plots import plot_training
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ def main(smk) -> None:
     histories = [pd.read_csv(p) for p in smk.input.history]
     metrics = [json.loads(Path(p).read_text()) for p in smk.input.metrics]
     oof = pd.concat([pd.read_parquet(p) for p in smk.input.oof], ignore_index=True)
-    classes = [c for c in oof.columns if c not in ("id", "offset_s", "primary_label")]
+    classes = [c for c in oof.columns if c not in OOF_ID_COLUMNS]
     summary = {
         "model": smk.wildcards.model,
         "stage": smk.wildcards.stage,

@@ -8,14 +8,12 @@ import torch
 from birdclef.distill import DistillConfig, teacher_soft_targets
 from birdclef.logs import run_logged
 from birdclef.mel import MelConfig
-from birdclef.models import ModelConfig
+from birdclef.models import ModelConfig, by_model
 from birdclef.train import StudentData, TrainConfig, train_fold
 
 
 def student_data(smk) -> StudentData:
-    oof: dict[str, list[pd.DataFrame]] = {}
-    for path in smk.input.teacher_oof:  # results/models/teacher/<name>/fold<k>/oof.parquet
-        oof.setdefault(Path(path).parent.parent.name, []).append(pd.read_parquet(path))
+    oof = {name: [pd.read_parquet(p) for p in paths] for (_, name), paths in by_model(smk.input.teacher_oof).items()}
     return StudentData(
         cfg=DistillConfig.from_dict(smk.params.distill),
         soft=teacher_soft_targets(oof, smk.params.teacher_weights),

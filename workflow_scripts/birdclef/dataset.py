@@ -98,7 +98,11 @@ class MelShardDataset(Dataset):
             t[row["primary"]] = 1.0
         return t
 
+    def mel_tensor(self, index: int) -> torch.Tensor:
+        """Row ``index``'s mel as the model takes it: float32, (1, n_mels, frames)."""
+        return torch.from_numpy(self.mel(index).astype(np.float32))[None]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mel = torch.from_numpy(self.mel(index).astype(np.float32))[None]
+        mel = self.mel_tensor(index)
         weight = torch.tensor(float(self.rows["weight"].iat[index]), dtype=torch.float32)
         return mel, torch.from_numpy(self.target(index)), weight

@@ -92,8 +92,7 @@ class PseudoWindows(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mel = torch.from_numpy(self.base.mel(int(self.rows[index])).astype(np.float32))[None]
-        return mel, torch.from_numpy(self.targets[index]), torch.tensor(1.0)
+        return self.base.mel_tensor(int(self.rows[index])), torch.from_numpy(self.targets[index]), torch.tensor(1.0)
 
 
 def teacher_soft_targets(oof: Mapping[str, Sequence[pd.DataFrame]], weights: Mapping[str, float]) -> pd.DataFrame:

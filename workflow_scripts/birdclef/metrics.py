@@ -34,6 +34,9 @@ def macro_roc_auc(y_true: np.ndarray | pd.DataFrame, y_score: np.ndarray | pd.Da
     return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
 
 
+OOF_ID_COLUMNS = ["id", "offset_s", "primary_label"]  # then one probability column per class
+
+
 def score_predictions(predictions: pd.DataFrame, classes: list[str]) -> float:
     """Macro ROC-AUC of prediction rows (a ``primary_label`` column and one probability column per class).
 

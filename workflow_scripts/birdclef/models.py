@@ -15,6 +15,7 @@ without the training config.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     model = BirdModel(cfg, len(payload["classes"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
+
+
+def by_model(paths: Iterable[str | Path]) -> dict[tuple[str, str], list[str]]:
+    """Files of the layout ``results/models/<stage>/<name>/fold<k>/<file>`` grouped by (stage, name), in order."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for path in map(Path, paths):
+        groups.setdefault((path.parents[2].name, path.parents[1].name), []).append(str(path))
+    return groups

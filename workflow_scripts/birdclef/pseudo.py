@@ -23,6 +23,7 @@ from birdclef.mel import MelConfig
 from birdclef.predict import ID_COLUMNS, predict_shards
 
 log = logging.getLogger(__name__)
+PSEUDO_COLUMNS = [*ID_COLUMNS, "keep", "max_prob", "teachers"]  # then one column per class
 
 
 def birdnet_window_probs(

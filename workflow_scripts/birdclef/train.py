@@ -141,15 +141,26 @@ def _average(paths: list[Path], device: torch.device) -> dict:
     }
 
 
-def _predict(model: BirdModel, ds: Subset, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid probabilities and targets of every row of ``ds``, in order."""
+def _validate(
+    model: BirdModel, ds: MelShardDataset, rows: np.ndarray, batch_size: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sigmoid probabilities and targets of ``rows`` of ``ds``, in order, and their macro ROC-AUC."""
     model.eval()
     probs, targets = [], []
     with torch.inference_mode():
-        for x, y, _ in DataLoader(ds, batch_size=batch_size):
+        for x, y, _ in DataLoader(Subset(ds, rows.tolist()), batch_size=batch_size):
             probs.append(torch.sigmoid(model(x.to(device)).float()).cpu())
             targets.append(y)
-    return torch.cat(probs).numpy(), torch.cat(targets).numpy()
+    p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
+    primary = (t >= 1.0).astype(np.float32)  # score on primary labels, as a soundscape window would be
+    return p, t, macro_roc_auc(primary, p)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    """torch.save through a temporary file, so that a kill never leaves half a checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 
 def train_fold(
@@ -263,9 +274,7 @@ def train_fold(
                     rate,
                     left,
                 )
-        probs, targets = _predict(model, Subset(ds, val_rows.tolist()), cfg.batch_size, dev)
-        primary = (targets >= 1.0).astype(np.float32)  # score on primary labels, as a soundscape window would be
-        val_auc = macro_roc_auc(primary, probs)
+        probs, targets, val_auc = _validate(model, ds, val_rows, cfg.batch_size, dev)
         val_loss = float(torch.nn.functional.binary_cross_entropy(torch.as_tensor(probs), torch.as_tensor(targets)))
         history.append(
             {
@@ -291,9 +300,8 @@ def train_fold(
             _keep(out / "best", model, ds, val_rows, probs, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
         if epoch + 1 > cfg.epochs - cfg.soup_epochs:
             (out / "soup").mkdir(exist_ok=True)
-            torch.save(model.state_dict(), out / "soup" / f".epoch{epoch + 1}.pt.tmp")
-            (out / "soup" / f".epoch{epoch + 1}.pt.tmp").replace(out / "soup" / f"epoch{epoch + 1}.pt")
-        torch.save(
+            _save_atomic(model.state_dict(), out / "soup" / f"epoch{epoch + 1}.pt")
+        _save_atomic(
             {
                 "fingerprint": fingerprint,
                 "epoch": epoch,
@@ -305,16 +313,14 @@ def train_fold(
                 "history": history,
                 "best": best,
             },
-            out / ".last.pt.tmp",
+            last,
         )
-        (out / ".last.pt.tmp").replace(last)
 
     kept, shipped_auc = "best", best["val_auc"]
     if cfg.soup_epochs > 0:
         first = cfg.epochs - cfg.soup_epochs + 1
         model.load_state_dict(_average([out / "soup" / f"epoch{e}.pt" for e in range(first, cfg.epochs + 1)], dev))
-        probs, targets = _predict(model, Subset(ds, val_rows.tolist()), cfg.batch_size, dev)
-        shipped_auc = macro_roc_auc((targets >= 1.0).astype(np.float32), probs)
+        probs, _, shipped_auc = _validate(model, ds, val_rows, cfg.batch_size, dev)
         extra = {"mel_hash": mel.hash, "epoch": cfg.epochs, "fold": fold, "soup_epochs": cfg.soup_epochs}
         _keep(out / "soup", model, ds, val_rows, probs, extra)
         kept = "soup"
