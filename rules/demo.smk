@@ -7,11 +7,13 @@ rule demo_data:
         taxonomy=f"{DEMO_DIR}/taxonomy.csv",
         sample_submission=f"{DEMO_DIR}/sample_submission.csv",
         solution=f"{DEMO_DIR}/solution.csv",
+        validation_solution=f"{DEMO_DIR}/validation_solution.csv",
         duplicates_truth=f"{DEMO_DIR}/duplicates_truth.csv",
         messy_truth=f"{DEMO_DIR}/messy_truth.csv",
         train_audio=directory(f"{DEMO_DIR}/train_audio"),
         train_soundscapes=directory(f"{DEMO_DIR}/train_soundscapes"),
         test_soundscapes=directory(f"{DEMO_DIR}/test_soundscapes"),
+        validation_soundscapes=directory(f"{DEMO_DIR}/validation_soundscapes"),
     log:
         "results/logs/demo_data.log",
     benchmark:

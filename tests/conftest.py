@@ -27,6 +27,7 @@ TINY_DEMO = {
     "clip_seconds": [3.0, 8.0],
     "n_train_soundscapes": 2,
     "n_test_soundscapes": 2,
+    "n_validation_soundscapes": 2,
     "soundscape_seconds": 20,
     "species_per_soundscape": [1, 2],
     "n_duplicates": 4,

@@ -68,7 +68,7 @@ def test_soundscapes_and_solution(tiny_demo):
     assert list(solution.columns) == ["row_id", *labels] == list(sample.columns)
     assert solution["row_id"].tolist() == sample["row_id"].tolist()
     seconds = TINY_DEMO["soundscape_seconds"]
-    for sub, count in (("train_soundscapes", 2), ("test_soundscapes", 2)):
+    for sub, count in (("train_soundscapes", 2), ("test_soundscapes", 2), ("validation_soundscapes", 2)):
         files = sorted((tiny_demo / sub).glob("*.ogg"))
         assert len(files) == count
         for f in files:
@@ -78,6 +78,26 @@ def test_soundscapes_and_solution(tiny_demo):
     assert solution["row_id"].tolist() == expected
     assert set(np.unique(solution[labels].to_numpy())) <= {0, 1}
     assert solution[labels].to_numpy().sum() > 0  # something calls in the test set
+
+
+def test_validation_soundscapes_are_a_separate_labelled_draw(tiny_demo):
+    validation = pd.read_csv(tiny_demo / "validation_solution.csv")
+    test = pd.read_csv(tiny_demo / "solution.csv")
+    assert list(validation.columns) == list(test.columns)
+    stems = sorted(p.stem for p in (tiny_demo / "validation_soundscapes").glob("*.ogg"))
+    assert validation["row_id"].str.rsplit("_", n=1).str[0].unique().tolist() == stems
+    assert not set(stems) & {p.stem for p in (tiny_demo / "test_soundscapes").glob("*.ogg")}
+    assert validation.iloc[:, 1:].to_numpy().sum() > 0
+
+
+def test_adding_validation_soundscapes_leaves_the_test_set_as_it_was(tmp_path):
+    small = {**TINY_DEMO, "messy": False, "n_train_soundscapes": 0, "n_test_soundscapes": 1}
+    generate(tmp_path / "a", DemoConfig.from_dict({**small, "n_validation_soundscapes": 0}))
+    generate(tmp_path / "b", DemoConfig.from_dict({**small, "n_validation_soundscapes": 1}))
+    a, b = (sorted((d / "test_soundscapes").glob("*.ogg")) for d in (tmp_path / "a", tmp_path / "b"))
+    assert [p.name for p in a] == [p.name for p in b]
+    for x, y in zip(a, b, strict=True):  # decoded: Ogg picks a random stream serial number per file
+        np.testing.assert_array_equal(read_audio(x)[0], read_audio(y)[0])
 
 
 def test_planted_duplicates(tiny_demo):

@@ -10,9 +10,14 @@ stages can be scored.
 
 Layout written under ``out_dir``::
 
-    train.csv  taxonomy.csv  sample_submission.csv  solution.csv
+    train.csv  taxonomy.csv  sample_submission.csv  solution.csv  validation_solution.csv
     duplicates_truth.csv  messy_truth.csv
     train_audio/<label>/XC<n>.ogg  train_soundscapes/*.ogg  test_soundscapes/*.ogg
+    validation_soundscapes/*.ogg
+
+The labelled validation soundscapes are a second draw like the test set: what
+ensemble weights and the INT8 gate are fitted on, so that the test score
+(``solution.csv``) stays a held-out figure.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class DemoConfig:
     clip_seconds: tuple[float, float] = (3.0, 40.0)
     n_train_soundscapes: int = 16
     n_test_soundscapes: int = 8
+    n_validation_soundscapes: int = 8
     soundscape_seconds: int = 60
     species_per_soundscape: tuple[int, int] = (1, 4)
     secondary_prob: float = 0.25
@@ -433,7 +439,7 @@ def generate(out_dir: str | Path, cfg: DemoConfig, workers: int = 1) -> dict:
     """Write the whole demo dataset under ``out_dir``; returns a summary of counts."""
     out_dir = Path(out_dir)
     audio_dir = out_dir / "train_audio"
-    for sub in ("train_audio", "train_soundscapes", "test_soundscapes"):
+    for sub in ("train_audio", "train_soundscapes", "test_soundscapes", "validation_soundscapes"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     species = make_species(cfg)
     labels = [s.primary_label for s in species]
@@ -463,9 +469,11 @@ def generate(out_dir: str | Path, cfg: DemoConfig, workers: int = 1) -> dict:
     train = pd.DataFrame(rows).sort_values("filename", kind="stable").reset_index(drop=True)
     train.to_csv(out_dir / "train.csv", index=False)
 
+    # Each set has its own random stream, so adding one leaves the others' files as they were.
     for stream, count, sub, prefix in (
         (1, cfg.n_train_soundscapes, "train_soundscapes", "demo_train_ss"),
         (2, cfg.n_test_soundscapes, "test_soundscapes", "demo_test_ss"),
+        (3, cfg.n_validation_soundscapes, "validation_soundscapes", "demo_val_ss"),
     ):
         ss_plans = plan_soundscapes(cfg, species, stream, count, prefix)
         log.info("rendering %d %s of %d s", count, sub, cfg.soundscape_seconds)
@@ -473,7 +481,9 @@ def generate(out_dir: str | Path, cfg: DemoConfig, workers: int = 1) -> dict:
             _render_and_write_soundscape, ((p, species, cfg, out_dir / sub) for p in ss_plans), workers, sub
         )
         if stream == 2:
-            _write_solution(out_dir, ss_plans, truths, labels)
+            _write_solution(out_dir, ss_plans, truths, labels, "solution.csv", "sample_submission.csv")
+        elif stream == 3:
+            _write_solution(out_dir, ss_plans, truths, labels, "validation_solution.csv")
     return {
         "species": len(species),
         "train_clips": len(plans),
@@ -482,16 +492,25 @@ def generate(out_dir: str | Path, cfg: DemoConfig, workers: int = 1) -> dict:
         "messy": len(messy_truth),
         "train_soundscapes": cfg.n_train_soundscapes,
         "test_soundscapes": cfg.n_test_soundscapes,
+        "validation_soundscapes": cfg.n_validation_soundscapes,
     }
 
 
-def _write_solution(out_dir: Path, plans: list[SoundscapePlan], truths: list[np.ndarray], labels: list[str]) -> None:
-    """``solution.csv`` (the truth) and ``sample_submission.csv`` (same rows, zeros)."""
+def _write_solution(
+    out_dir: Path,
+    plans: list[SoundscapePlan],
+    truths: list[np.ndarray],
+    labels: list[str],
+    solution_name: str,
+    sample_name: str | None = None,
+) -> None:
+    """The truth per 5 s window (Kaggle's ``solution.csv`` form), and a ``sample_submission.csv`` (same rows, zeros)."""
     row_ids = [f"{p.name}_{(w + 1) * WINDOW_S}" for p in plans for w in range(p.seconds // WINDOW_S)]
     truth = np.concatenate(truths) if truths else np.zeros((0, len(labels)), dtype=np.int8)
     solution = pd.DataFrame(truth, columns=labels)
     solution.insert(0, "row_id", row_ids)
-    solution.to_csv(out_dir / "solution.csv", index=False)
-    sample = solution.copy()
-    sample[labels] = 0.0
-    sample.to_csv(out_dir / "sample_submission.csv", index=False)
+    solution.to_csv(out_dir / solution_name, index=False)
+    if sample_name:
+        sample = solution.copy()
+        sample[labels] = 0.0
+        sample.to_csv(out_dir / sample_name, index=False)
