@@ -2,6 +2,7 @@ import pandas as pd
 
 from birdclef.plots import (
     plot_duplicates,
+    plot_ensemble,
     plot_model_scores,
     plot_pseudo_labels,
     plot_quality_filter,
@@ -63,3 +64,17 @@ def test_pseudo_label_figure(tmp_path):
     labels = pd.DataFrame({"row_id": ["a_5", "a_10"], "keep": [True, False], "max_prob": [0.8, 0.2], "x": [0.8, 0.1]})
     plot_pseudo_labels(labels.assign(y=[0.3, 0.2]), ["x", "y"], 0.5, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == PNG
+
+
+def test_ensemble_figure_with_and_without_a_cross_validated_score(tmp_path):
+    result = {
+        "method": "hill_climb",
+        "space": "prob",
+        "fitted_on": "validation soundscapes",
+        "members": {"teacher/a": {"weight": 0.7, "score": 0.8}, "student/a": {"weight": 0.3, "score": 0.75}},
+        "blend_score": 0.82,
+        "cv": {"mean": 0.79},
+    }
+    plot_ensemble(result, tmp_path / "e.png")
+    plot_ensemble({**result, "cv": {"mean": float("nan")}}, tmp_path / "f.png")
+    assert (tmp_path / "e.png").read_bytes()[:4] == (tmp_path / "f.png").read_bytes()[:4] == PNG

@@ -121,11 +121,28 @@ class _Item:
     weight: float = 1.0
 
 
-def _windows(item: _Item, mel: MelConfig, cfg: ChunkConfig) -> tuple[_Item, list[float], np.ndarray, float]:
-    audio = load_audio(item.path, mel.sample_rate)
+def audio_windows(
+    path: str | Path, mel: MelConfig, cfg: ChunkConfig, starts: Sequence[float] | None = None
+) -> tuple[list[float], np.ndarray, float]:
+    """Window starts, the windows' audio (windows x samples) and the recording's duration (s).
+
+    ``starts`` None cuts every window of a soundscape; training, pseudo-labelling
+    and inference cut their windows here, so they cannot disagree on where one is.
+    """
+    audio = load_audio(path, mel.sample_rate)
     duration = len(audio) / mel.sample_rate
-    starts = item.starts if item.starts is not None else soundscape_starts(duration, cfg)
-    return item, starts, np.stack([cut(audio, mel.sample_rate, s, cfg) for s in starts]), duration
+    starts = list(starts) if starts is not None else soundscape_starts(duration, cfg)
+    windows = np.stack([cut(audio, mel.sample_rate, s, cfg) for s in starts]) if starts else np.zeros((0, 0))
+    return starts, windows, duration
+
+
+def window_row_id(item_id: str, start_s: float, cfg: ChunkConfig) -> str:
+    """Kaggle's row id of a soundscape window: the file's stem and the window's end second."""
+    return f"{item_id}_{round(start_s + cfg.chunk_s)}"
+
+
+def _windows(item: _Item, mel: MelConfig, cfg: ChunkConfig) -> tuple[_Item, list[float], np.ndarray, float]:
+    return item, *audio_windows(item.path, mel, cfg, item.starts)
 
 
 def _rows(items: Iterable[_Item], mel: MelConfig, cfg: ChunkConfig, threads: int, soundscape: bool) -> pa.Table:
@@ -144,7 +161,7 @@ def _rows(items: Iterable[_Item], mel: MelConfig, cfg: ChunkConfig, threads: int
             for start, m in zip(starts, mels, strict=True):
                 cols["id"].append(item.id)
                 cols["offset_s"].append(start)
-                cols["row_id"].append(f"{item.id}_{round(start + cfg.chunk_s)}" if soundscape else None)
+                cols["row_id"].append(window_row_id(item.id, start, cfg) if soundscape else None)
                 cols["primary"].append(item.primary)
                 cols["secondary"].append(list(item.secondary))
                 cols["weight"].append(item.weight)

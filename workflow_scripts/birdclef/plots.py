@@ -144,3 +144,25 @@ def plot_model_scores(scores: pd.DataFrame, path: str | Path) -> None:
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlim=(0, 1.08), xlabel="macro ROC-AUC on the validation soundscapes", title="models on labelled soundscapes")
     _save(fig, path)
+
+
+def plot_ensemble(result: dict, path: str | Path) -> None:
+    """Each member's weight and own score beside the blend's in-sample and cross-validated scores (weights.json)."""
+    members = list(result["members"])
+    weights = [result["members"][m]["weight"] for m in members]
+    scores = [result["members"][m]["score"] for m in members]
+    fig, (ax_w, ax_s) = plt.subplots(1, 2, figsize=(11, 1.6 + 0.45 * len(members)), layout="constrained", sharey=True)
+    ax_w.barh(members, weights, color="#264653")
+    for y, w in enumerate(weights):
+        ax_w.text(w, y, f" {w:.2f}", va="center")
+    ax_w.set(xlim=(0, 1.15), xlabel="weight", title=f"weights ({result['method']}, {result['space']} space)")
+    ax_s.barh(members, scores, color=KEPT)
+    for y, v in enumerate(scores):
+        ax_s.text(v, y, f" {v:.3f}", va="center")
+    ax_s.axvline(result["blend_score"], color="#e76f51", label=f"blend, in-sample {result['blend_score']:.3f}")
+    cv = result["cv"]["mean"]
+    if np.isfinite(cv):
+        ax_s.axvline(cv, color="#e76f51", linestyle="--", label=f"blend, cross-validated {cv:.3f}")
+    ax_s.set(xlim=(0, 1.08), xlabel=f"macro ROC-AUC on {result.get('fitted_on', 'the fitting rows')}", title="scores")
+    ax_s.legend(loc="lower left", fontsize=8)
+    _save(fig, path)

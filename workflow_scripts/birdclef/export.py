@@ -1,0 +1,370 @@
+"""OpenVINO IR export of an ensemble member, NNCF INT8 quantisation, and the gate that picks between them.
+
+A member is one model name whose fold checkpoints are averaged: the mean of the
+folds' sigmoid probabilities, as ``predict.predict_shards`` computes it in
+PyTorch. That whole mean is exported as one IR (``FoldMean``), so the deployed
+graph returns what the PyTorch ensemble scores, probabilities and all.
+
+INT8 is only worth shipping if it keeps the score: each member is scored on
+labelled windows in PyTorch, as the FP32 IR and as the INT8 IR, and the INT8 IR
+is chosen only if its score is within ``tolerance`` of the FP32 IR's
+(``gate``). The FP32 IR must also agree with PyTorch, or the export is refused.
+
+Precision is explicit everywhere. OpenVINO's CPU plugin runs an "FP32" model in
+bf16 on a CPU with AMX / AVX-512 BF16 unless asked otherwise, and ``save_model``
+stores FP16 weights unless asked otherwise; both would blur the comparison the
+gate makes. Every IR is therefore saved with ``compress_to_fp16=False`` and
+compiled with ``INFERENCE_PRECISION_HINT=f32``, so the INT8 IR differs from the
+FP32 one by its quantised operations only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import nncf
+import numpy as np
+import openvino as ov
+import torch
+from torch import nn
+
+from birdclef.dataset import MelShardDataset
+from birdclef.mel import MelConfig
+from birdclef.metrics import macro_roc_auc
+from birdclef.models import load_model
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("f32", "int8")
+# The quantised operations NNCF inserts: FakeQuantize on activations; weights become
+# int8 constants behind a Convert once saved.
+QUANTIZED_OPS = frozenset({"FakeQuantize"})
+OUTPUT_NAME = "probabilities"
+
+_core: ov.Core | None = None
+
+
+def core() -> ov.Core:
+    """This process's one ``ov.Core`` (created on first use: plugins load once, settings stay per compile)."""
+    global _core
+    if _core is None:
+        _core = ov.Core()
+    return _core
+
+
+class FoldMean(nn.Module):
+    """The fold models of one member: (batch, 1, mels, frames) -> mean sigmoid probability (batch, classes)."""
+
+    def __init__(self, folds: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not folds:
+            raise ValueError("a member needs at least one fold model")
+        self.folds = nn.ModuleList(folds)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.sigmoid(m(x)) for m in self.folds]).mean(dim=0)
+
+
+def load_member(model_paths: Sequence[str | Path]) -> tuple[FoldMean, list[str], str]:
+    """The fold checkpoints of one member as a ``FoldMean`` (eval mode), with their shared class list and mel hash.
+
+    Folds of other classes or other mels are refused: averaging them would silently misalign columns or frontends.
+    """
+    if not model_paths:
+        raise ValueError("no fold checkpoints given")
+    folds, classes, mel_hash = [], None, None
+    for path in model_paths:
+        model, payload = load_model(path)
+        if payload.get("mel_hash") is None:
+            raise ValueError(f"{path}: has no mel_hash, so its IR could not be checked against a mel frontend")
+        if classes is None:
+            classes, mel_hash = list(payload["classes"]), payload["mel_hash"]
+        elif payload["classes"] != classes:
+            raise ValueError(f"{path}: its class list differs from {model_paths[0]}'s")
+        elif payload["mel_hash"] != mel_hash:
+            raise ValueError(
+                f"{path}: trained on mels with hash {payload['mel_hash']}, not {mel_hash} as {model_paths[0]}"
+            )
+        folds.append(model)
+    return FoldMean(folds).eval(), classes, mel_hash
+
+
+def _save_ir(model: ov.Model, xml_path: str | Path) -> None:
+    """``ov.save_model`` with FP32 weights kept, written under a temporary name and then renamed.
+
+    Snakemake removes the outputs of a job that fails, but not of one killed with the
+    whole run (power loss, SIGKILL, a cluster's time limit): a half-written pair must
+    never sit under the final names. The .bin is renamed first, so a final .xml implies
+    its final .bin. OpenVINO finds the weights by the .xml's name, not by a path inside it.
+    """
+    xml_path = Path(xml_path)
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_xml = xml_path.with_name(f".{xml_path.stem}.partial.xml")
+    ov.save_model(model, tmp_xml, compress_to_fp16=False)
+    tmp_xml.with_suffix(".bin").replace(xml_path.with_suffix(".bin"))
+    tmp_xml.replace(xml_path)
+
+
+def export_fp32(member: nn.Module, n_mels: int, n_frames: int, xml_path: str | Path) -> ov.Model:
+    """Convert ``member`` to an OpenVINO model with a dynamic batch and save it as an FP32 IR at ``xml_path``."""
+    member = member.eval()
+    example = torch.zeros(2, 1, n_mels, n_frames)
+    with torch.no_grad():
+        # Only the batch is dynamic: fixed mels and frames let the plugin plan memory once,
+        # and a window of another shape is an error rather than a silently different model.
+        model = ov.convert_model(member, example_input=example, input=[(-1, 1, n_mels, n_frames)])
+    model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
+    _save_ir(model, xml_path)
+    log.info("FP32 IR: %s", xml_path)
+    return model
+
+
+def quantize_int8(
+    ov_model: ov.Model,
+    calibration: np.ndarray,
+    xml_path: str | Path,
+    subset_size: int = 300,
+    preset: nncf.QuantizationPreset = nncf.QuantizationPreset.MIXED,
+    fast_bias_correction: bool = True,
+) -> ov.Model:
+    """NNCF post-training INT8 quantisation of ``ov_model`` on ``calibration`` windows (n x 1 x mels x frames).
+
+    Deterministic: each calibration item is one window (batch 1), and NNCF reads the first
+    ``subset_size`` items in order, so the same windows give the same IR. Batch 1 also
+    keeps NNCF's per-sample statistics exact (it warns that batched statistics can be off).
+    ``preset``: MIXED (symmetric weights, asymmetric activations), as NNCF recommends for
+    non-ReLU activations: HSwish and SiLU outputs reach below zero but not far, and 0..1
+    mels are not centred at zero, so a symmetric activation range would waste most of its
+    levels. ``model_type`` stays unset: ``TRANSFORMER`` is for attention graphs, not CNNs.
+    ``fast_bias_correction``: NNCF's default; the slower variant rarely matters for CNNs.
+    """
+    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    if calibration.ndim != 4 or len(calibration) == 0:
+        raise ValueError(f"calibration must be n x 1 x mels x frames with n > 0, got shape {calibration.shape}")
+    items = [calibration[i : i + 1] for i in range(len(calibration))]
+    quantized = nncf.quantize(
+        ov_model,
+        nncf.Dataset(items),
+        preset=preset,
+        subset_size=min(subset_size, len(items)),
+        fast_bias_correction=fast_bias_correction,
+    )
+    _save_ir(quantized, xml_path)
+    log.info("INT8 IR: %s (%d calibration windows)", xml_path, min(subset_size, len(items)))
+    return quantized
+
+
+def is_quantized(model: ov.Model) -> bool:
+    """Whether ``model`` holds NNCF's quantisation operations."""
+    return any(op.get_type_name() in QUANTIZED_OPS for op in model.get_ops())
+
+
+def compile_ir(xml_path: str | Path, threads: int = 2, precision: str = "f32") -> ov.CompiledModel:
+    """An IR compiled for the CPU in true FP32 arithmetic (``precision`` "f32"), or its INT8 quantised operations.
+
+    "int8" expects an IR with quantisation operations (and "f32" one without): a swapped
+    path is an error, not a silently different benchmark. Both compile with the f32
+    hint, so what is not quantised runs in FP32 rather than the CPU's default bf16.
+    THROUGHPUT: the windows are scored offline in many independent batches; the
+    plugin then runs one stream per core (each single-threaded, no sync between
+    layers), and ``predict_ir`` keeps every stream busy with its own request.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    model = core().read_model(Path(xml_path))
+    if is_quantized(model) != (precision == "int8"):
+        kind = "quantised" if is_quantized(model) else "not quantised"
+        raise ValueError(f"{xml_path}: the IR is {kind}, which precision {precision!r} does not expect")
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": int(threads),
+        "PERFORMANCE_HINT": "THROUGHPUT",
+    }
+    return core().compile_model(model, "CPU", config)
+
+
+def _batches(windows: np.ndarray | Iterable[np.ndarray], batch_size: int) -> Iterable[np.ndarray]:
+    if isinstance(windows, np.ndarray):
+        for start in range(0, len(windows), batch_size):
+            yield windows[start : start + batch_size]
+    else:
+        yield from windows
+
+
+def predict_ir(
+    compiled: ov.CompiledModel, windows: np.ndarray | Iterable[np.ndarray], batch_size: int = 16
+) -> np.ndarray:
+    """Probabilities (n x classes, float32) of a compiled IR on ``windows``, in input order.
+
+    ``windows``: one array (n x 1 x mels x frames), cut into batches of ``batch_size``, or
+    an iterable of such batches taken as they come (so a reader can stream them). Batches
+    run on an ``AsyncInferQueue`` of the plugin's optimal number of requests; a callback
+    copies each result into its batch's slot, since a request reuses its output buffer.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    try:
+        jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    except RuntimeError:
+        jobs = 2
+    queue = ov.AsyncInferQueue(compiled, max(jobs, 1))
+    results: dict[int, np.ndarray] = {}
+
+    def done(request: ov.InferRequest, index: int) -> None:
+        results[index] = request.get_output_tensor(0).data.copy()
+
+    queue.set_callback(done)
+    n = 0
+    for n, batch in enumerate(_batches(windows, batch_size), start=1):
+        queue.start_async(np.ascontiguousarray(batch, dtype=np.float32), userdata=n - 1)
+    queue.wait_all()
+    if n == 0:
+        return np.zeros((0, compiled.outputs[0].get_partial_shape()[1].get_length()), dtype=np.float32)
+    return np.concatenate([results[i] for i in range(n)]).astype(np.float32, copy=False)
+
+
+def predict_torch(member: nn.Module, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """``member``'s outputs on ``windows`` (n x 1 x mels x frames) in eager PyTorch, float32."""
+    member = member.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            out.append(member(torch.from_numpy(np.asarray(windows[start : start + batch_size], np.float32))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def windows_per_second(fn: Callable[[np.ndarray], object], windows: np.ndarray, repeats: int = 3) -> float:
+    """Windows per second of ``fn(windows)``: one warm-up call, then the best of ``repeats`` timed calls.
+
+    Best, not median: on a shared machine other work only ever adds time, so the fastest
+    run is the closest to the code's own cost and the most repeatable figure. The warm-up
+    pays for first-call allocations and kernel selection, which a long job pays once.
+    """
+    if len(windows) == 0 or repeats < 1:
+        raise ValueError("windows_per_second needs windows and at least one repeat")
+    fn(windows)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(windows)
+        best = min(best, time.perf_counter() - start)
+    return len(windows) / best
+
+
+def gate(fp32_score: float, int8_score: float, tolerance: float) -> tuple[str, str]:
+    """("int8" or "fp32", why): INT8 when its score is within ``tolerance`` of the FP32 IR's.
+
+    A NaN score (no labelled windows, or no class with both positives and negatives) keeps
+    FP32: INT8's accuracy was then not measured, and an unmeasured loss is not shipped.
+    """
+    if math.isnan(fp32_score) or math.isnan(int8_score):
+        return "fp32", "no score to compare (no labelled windows with positives and negatives): INT8 unverified"
+    drop = fp32_score - int8_score
+    if int8_score >= fp32_score - tolerance:
+        return "int8", f"INT8 score {int8_score:.5f} is within {tolerance} of FP32's {fp32_score:.5f} (drop {drop:.5f})"
+    return "fp32", f"INT8 score {int8_score:.5f} is {drop:.5f} below FP32's {fp32_score:.5f}, more than {tolerance}"
+
+
+def sample_windows(shard_paths: Sequence[str | Path], mel: MelConfig, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` windows (n x 1 x mels x frames, float32) drawn at random with ``seed`` from mel shards; all if fewer.
+
+    Seeded random rather than evenly spaced: soundscape windows in file order follow each
+    recording's structure (dawn chorus first, say), which a fixed stride can alias. The
+    draw is read in row order so each Parquet row group is decoded once.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    ds = MelShardDataset(shard_paths, mel)
+    rows = np.arange(len(ds))
+    if n < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
+    out = np.empty((len(rows), 1, *ds.mel_shape), dtype=np.float32)
+    for k, i in enumerate(rows):
+        out[k, 0] = ds.mel(int(i))
+    return out
+
+
+def _score(score_fn: Callable[[np.ndarray, np.ndarray], float], labels: np.ndarray | None, probs: np.ndarray) -> float:
+    return float("nan") if labels is None else float(score_fn(labels, probs))
+
+
+def export_member(
+    model_paths: Sequence[str | Path],
+    calibration: np.ndarray,
+    eval_windows: np.ndarray,
+    eval_labels: np.ndarray | None,
+    out_dir: str | Path,
+    tolerance: float = 0.005,
+    subset_size: int = 300,
+    threads: int = 2,
+    batch_size: int = 16,
+    score_fn: Callable[[np.ndarray, np.ndarray], float] = macro_roc_auc,
+    timing_windows: int = 64,
+    repeats: int = 3,
+    max_fp32_diff: float = 1e-4,
+) -> dict:
+    """Export one member to ``out_dir``/fp32.xml,.bin and int8.xml,.bin; return what becomes its quant.json.
+
+    ``calibration``: windows (n x 1 x mels x frames) NNCF calibrates on, unlabelled.
+    ``eval_windows`` (alike) and ``eval_labels`` (n x classes, 0/1) score PyTorch, the FP32
+    IR and the INT8 IR with ``score_fn``; with ``eval_labels`` None the scores are None
+    and the gate keeps FP32. The FP32 IR must match PyTorch within ``max_fp32_diff`` (a
+    probability) or a RuntimeError is raised: the gate compares the IRs with each other,
+    so a broken conversion would pass it unseen. Speeds are timed on the first
+    ``timing_windows`` eval windows, PyTorch limited to ``threads`` threads as OpenVINO is.
+    """
+    out_dir = Path(out_dir)
+    member, classes, _ = load_member(model_paths)
+    eval_windows = np.ascontiguousarray(eval_windows, dtype=np.float32)
+    if eval_windows.ndim != 4 or len(eval_windows) == 0:
+        raise ValueError(f"eval_windows must be n x 1 x mels x frames with n > 0, got shape {eval_windows.shape}")
+    if eval_labels is not None and np.shape(eval_labels) != (len(eval_windows), len(classes)):
+        raise ValueError(f"eval_labels must be {len(eval_windows)} x {len(classes)}, got {np.shape(eval_labels)}")
+    if np.shape(calibration)[1:] != eval_windows.shape[1:]:
+        raise ValueError(f"calibration windows are {np.shape(calibration)[1:]}, eval windows {eval_windows.shape[1:]}")
+    _, _, n_mels, n_frames = eval_windows.shape
+
+    fp32_model = export_fp32(member, n_mels, n_frames, out_dir / "fp32.xml")
+    quantize_int8(fp32_model, calibration, out_dir / "int8.xml", subset_size=subset_size)
+    compiled = {
+        "fp32": compile_ir(out_dir / "fp32.xml", threads, "f32"),
+        "int8": compile_ir(out_dir / "int8.xml", threads, "int8"),
+    }
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the same cores as OpenVINO gets, for a fair speed and a polite job
+    try:
+        runners = {
+            "torch": lambda w: predict_torch(member, w, batch_size),
+            "fp32": lambda w: predict_ir(compiled["fp32"], w, batch_size),
+            "int8": lambda w: predict_ir(compiled["int8"], w, batch_size),
+        }
+        probs = {name: run(eval_windows) for name, run in runners.items()}
+        timed = eval_windows[:timing_windows]
+        speeds = {name: windows_per_second(run, timed, repeats) for name, run in runners.items()}
+    finally:
+        torch.set_num_threads(torch_threads)
+
+    diff = float(np.abs(probs["fp32"] - probs["torch"]).max())
+    if not diff <= max_fp32_diff:
+        raise RuntimeError(f"the FP32 IR differs from PyTorch by up to {diff:.2e}, more than {max_fp32_diff}")
+    scores = {name: _score(score_fn, eval_labels, p) for name, p in probs.items()}
+    choice, reason = gate(scores["fp32"], scores["int8"], tolerance)
+    log.info("scores %s, windows/s %s: %s (%s)", scores, speeds, choice, reason)
+    return {
+        "classes": len(classes),
+        "calibration_windows": int(min(subset_size, len(calibration))),
+        "eval_windows": len(eval_windows),
+        "scores": {name: None if math.isnan(v) else v for name, v in scores.items()},  # strict JSON has no NaN
+        "max_abs_diff_fp32_vs_torch": diff,
+        "max_abs_diff_int8_vs_fp32": float(np.abs(probs["int8"] - probs["fp32"]).max()),
+        "windows_per_s": speeds,
+        "tolerance": tolerance,
+        "choice": choice,
+        "reason": reason,
+        "precision_hint": "f32",
+    }
