@@ -17,6 +17,9 @@ include: "rules/mels.smk"
 include: "rules/train.smk"
 include: "rules/pseudo.smk"
 include: "rules/score.smk"
+include: "rules/ensemble.smk"
+include: "rules/export.smk"
+include: "rules/infer.smk"
 
 
 rule all:
@@ -30,7 +33,9 @@ rule all:
         expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
         expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         expand("results/models/teacher/{model}/training.png", model=config["teachers"]),
-        "results/pseudo/labels.parquet",
-        "results/pseudo/pseudo_labels.png",
-        expand("results/models/student/{model}/training.png", model=config["students"]),
+        expand("results/pseudo/round{round}/pseudo_labels.png", round=range(1, ROUNDS + 1)),
+        expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=config["students"]),
         ["results/scores/models.png"] if HAS_VALIDATION else [],
+        "results/ensemble/weights.json",
+        "results/submission.csv",
+        ["results/score.json"] if HAS_TEST_SOLUTION else [],

@@ -159,6 +159,52 @@ except ValueError as err:
     raise ValueError(f"Invalid config: {err}") from None
 
 
+# --- Pseudo-label rounds ----------------------------------------------------------
+# Round 1's teachers are the teachers; round n's are round n-1's students. Round n's
+# students are the stage "student" (n = 1) or "student<n>", each with its own files.
+ROUNDS = config["pseudo_label"]["rounds"]
+STUDENT_STAGE_PATTERN = r"student(?:[2-9]|[1-9]\d+)?"
+STAGE_PATTERN = rf"teacher|{STUDENT_STAGE_PATTERN}"
+
+
+def student_stage(round_: int) -> str:
+    return "student" if round_ == 1 else f"student{round_}"
+
+
+STUDENT_STAGES = [student_stage(r) for r in range(1, ROUNDS + 1)]
+# What one round's labels depend on: adding a round must not redo the rounds before it.
+PSEUDO_ROUND_SETTINGS = {
+    k: v for k, v in config["pseudo_label"].items() if k not in ("rounds", "teachers", "teacher_weights")
+}
+FINAL_STUDENTS = STUDENT_STAGES[-1]
+
+
+def round_of(stage: str) -> int:
+    return 1 if stage == "student" else int(stage.removeprefix("student"))
+
+
+def round_teachers(round_: int) -> tuple[str, list[str]]:
+    """The stage and model names that pseudo-label and distil in a round."""
+    return ("teacher", PSEUDO_TEACHERS) if round_ == 1 else (student_stage(round_ - 1), config["students"])
+
+
+def round_teacher_outputs(round_: int, name: str) -> list[str]:
+    return fold_outputs(*round_teachers(round_), name)
+
+
+def round_teacher_weights(round_: int) -> dict:
+    """pseudo_label.teacher_weights name teachers; later rounds' teachers (students) weigh alike."""
+    return config["pseudo_label"]["teacher_weights"] if round_ == 1 else {}
+
+
+def pseudo_teacher_models(wildcards) -> list[str]:
+    return round_teacher_outputs(int(wildcards.round), "model.pt")
+
+
+def stage_models(stage: str) -> list[str]:
+    return config["teachers"] if stage == "teacher" else config["students"]
+
+
 def pseudo_birdnet_inputs(wildcards) -> list[str]:
     """BirdNET's soundscape detections, when BirdNET has a say in the pseudo-labels."""
     if config["pseudo_label"]["birdnet_weight"] == 0:
@@ -190,8 +236,82 @@ def validation_inputs(wildcards) -> list[str]:
     return soundscape_inputs(wildcards, config["validation"]["soundscapes"])
 
 
-def scored_models(wildcards) -> list[str]:
-    """Every fold's model.pt of every teacher and student."""
-    return fold_outputs("teacher", config["teachers"], "model.pt") + fold_outputs(
-        "student", config["students"], "model.pt"
-    )
+def validation_predictions(stage: str, models: list[str]) -> list[str]:
+    """Each model's predictions (mean of its folds) on the validation windows."""
+    return expand(f"results/predictions/{stage}/{{model}}/validation.parquet", model=models)
+
+
+def model_folds(wildcards) -> list[str]:
+    """Every fold's model.pt of one (stage, model)."""
+    return fold_outputs(wildcards.stage, [wildcards.model], "model.pt")
+
+
+# --- Ensemble, export, inference ----------------------------------------------------
+from birdclef.members import default_members, parse_member  # noqa: E402
+from birdclef.postprocess import PostprocessConfig  # noqa: E402
+
+try:
+    PostprocessConfig.from_dict(config["postprocess"])  # e.g. smoothing weights that do not sum to 1
+except ValueError as err:
+    raise ValueError(f"Invalid config: {err}") from None
+
+ENSEMBLE_MEMBERS = config["ensemble"]["members"] or default_members(
+    config["teachers"], config["students"], FINAL_STUDENTS
+)
+for _member in ENSEMBLE_MEMBERS:
+    _stage, _name = parse_member(_member)
+    if _stage not in ["teacher", *STUDENT_STAGES] or _name not in stage_models(_stage):
+        raise ValueError(
+            f"Invalid config: ensemble.members: {_member!r} is not a trained model "
+            f"(teachers: {config['teachers']}, students: {config['students']} in stages {STUDENT_STAGES})"
+        )
+
+
+def ensemble_inputs(wildcards) -> list[str]:
+    """What the weights are fitted on: every member's validation predictions, else its out-of-fold predictions."""
+    paths = []
+    for stage, name in map(parse_member, ENSEMBLE_MEMBERS):
+        if HAS_VALIDATION:
+            paths += validation_predictions(stage, [name])
+        else:
+            paths += fold_outputs(stage, [name], "oof.parquet")
+    return paths
+
+
+def weighted_members() -> list[str]:
+    """The members with a weight above zero; waits for the fit_ensemble checkpoint."""
+    import json
+
+    weights = json.loads(Path(checkpoints.fit_ensemble.get().output.weights).read_text())
+    return [m for m, entry in weights["members"].items() if entry["weight"] > 0]
+
+
+def exported_members(wildcards) -> list[str]:
+    """quant.json and the IR files of every member with a weight above zero."""
+    names = ["quant.json", "fp32.xml", "fp32.bin", "int8.xml", "int8.bin"]
+    return [f"results/export/{member}/{name}" for member in weighted_members() for name in names]
+
+
+def export_eval_inputs(wildcards) -> list[str]:
+    """The windows the INT8 gate scores on: validation soundscapes, else the training chunks."""
+    if HAS_VALIDATION:
+        return expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS)
+    return expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS)
+
+
+def test_audio_inputs(wildcards) -> list[str]:
+    """Every test soundscape; the demo's folder stands for its files."""
+    root = Path(DATA_DIR) / config["infer"]["test_soundscapes"]
+    if USE_DEMO:
+        return [str(root)]
+    return [str(root / name) for name in list_audio_files(root)]
+
+
+def sample_submission_input(wildcards) -> list[str]:
+    """sample_submission.csv when the data has one (Kaggle's always do); else columns come from the taxonomy."""
+    path = Path(DATA_DIR) / config["infer"]["sample_submission"]
+    return [str(path)] if USE_DEMO or path.is_file() else []
+
+
+_test_solution = config["infer"]["solution"]
+HAS_TEST_SOLUTION = bool(_test_solution) and (USE_DEMO or Path(DATA_DIR, _test_solution).is_file())

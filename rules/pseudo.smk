@@ -1,4 +1,5 @@
-# Stage 7: soft labels for the unlabelled soundscapes, from the teachers and BirdNET.
+# Stage 7: soft labels for the unlabelled soundscapes, from the teachers and BirdNET; one
+# job per round (round n's students are round n+1's teachers).
 
 
 rule birdnet_soundscape_shard:
@@ -27,19 +28,19 @@ rule pseudo_label:
     input:
         windows=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         birdnet=pseudo_birdnet_inputs,
-        models=fold_outputs("teacher", PSEUDO_TEACHERS, "model.pt"),
+        models=pseudo_teacher_models,
         taxonomy=f"{DATA_DIR}/taxonomy.csv",
     output:
-        labels="results/pseudo/labels.parquet",
+        labels="results/pseudo/round{round}/labels.parquet",
         plot=report(
-            "results/pseudo/pseudo_labels.png",
+            "results/pseudo/round{round}/pseudo_labels.png",
             caption="../report/pseudo_labels.rst",
             category="Pseudo-labels",
         ),
     log:
-        "results/logs/pseudo_label.log",
+        "results/logs/pseudo_label/round{round}.log",
     benchmark:
-        "results/benchmarks/pseudo_label.tsv"
+        "results/benchmarks/pseudo_label/round{round}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -48,8 +49,10 @@ rule pseudo_label:
         runtime=120,
         gpu=1,  # asked of a cluster; a local run uses CUDA when present, else the CPU
     params:
-        pseudo=config["pseudo_label"],
-        teachers=PSEUDO_TEACHERS,
+        pseudo=PSEUDO_ROUND_SETTINGS,
+        teachers=lambda w: round_teachers(int(w.round))[1],
+        teacher_stage=lambda w: round_teachers(int(w.round))[0],
+        teacher_weights=lambda w: round_teacher_weights(int(w.round)),
         birdnet=config["birdnet"],
         mel=config["mel"],
         chunk_s=config["chunks"]["chunk_s"],

@@ -1,11 +1,35 @@
-# Scores on the labelled validation soundscapes (when there are any).
+# Each model's predictions on the labelled validation soundscapes (when there are any),
+# and the scores of every teacher and student on them.
+
+
+rule predict_validation:
+    input:
+        windows=expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        models=model_folds,
+    output:
+        "results/predictions/{stage}/{model}/validation.parquet",
+    log:
+        "results/logs/predict_validation/{stage}/{model}.log",
+    benchmark:
+        "results/benchmarks/predict_validation/{stage}/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        mel=config["mel"],
+    script:
+        "../workflow_scripts/predict_validation.py"
 
 
 rule score_models:
     input:
-        windows=expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         solution=f"{DATA_DIR}/{config['validation']['solution']}",
-        models=scored_models,
+        predictions=[
+            p for stage in ["teacher", *STUDENT_STAGES] for p in validation_predictions(stage, stage_models(stage))
+        ],
     output:
         scores="results/scores/models.csv",
         per_class="results/scores/models_per_class.csv",
@@ -20,11 +44,11 @@ rule score_models:
         "results/benchmarks/score_models.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=2000,
+        runtime=10,
     params:
-        mel=config["mel"],
+        folds=len(FOLDS),
     script:
         "../workflow_scripts/score_models.py"

@@ -3,6 +3,8 @@
 
 wildcard_constraints:
     fold=r"\d+",
+    stage=STAGE_PATTERN,
+    round=r"[1-9]\d*",
     model="|".join(MODELS) or "no-models",
 
 
@@ -62,17 +64,19 @@ rule train_student:
         shards=expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
         folds="results/folds.csv",
         soundscapes=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
-        pseudo="results/pseudo/labels.parquet",
-        teacher_oof=fold_outputs("teacher", PSEUDO_TEACHERS, "oof.parquet"),
+        pseudo=lambda w: f"results/pseudo/round{round_of(w.stage)}/labels.parquet",
+        teacher_oof=lambda w: round_teacher_outputs(round_of(w.stage), "oof.parquet"),
     output:
-        model="results/models/student/{model}/fold{fold}/model.pt",
-        oof="results/models/student/{model}/fold{fold}/oof.parquet",
-        history="results/models/student/{model}/fold{fold}/history.csv",
-        metrics="results/models/student/{model}/fold{fold}/metrics.json",
+        model="results/models/{stage}/{model}/fold{fold}/model.pt",
+        oof="results/models/{stage}/{model}/fold{fold}/oof.parquet",
+        history="results/models/{stage}/{model}/fold{fold}/history.csv",
+        metrics="results/models/{stage}/{model}/fold{fold}/metrics.json",
     log:
-        "results/logs/train_student/{model}/fold{fold}.log",
+        "results/logs/train_student/{stage}/{model}/fold{fold}.log",
     benchmark:
-        "results/benchmarks/train_student/{model}/fold{fold}.tsv"
+        "results/benchmarks/train_student/{stage}/{model}/fold{fold}.tsv"
+    wildcard_constraints:
+        stage=STUDENT_STAGE_PATTERN,
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -85,7 +89,7 @@ rule train_student:
         train=train_config,
         mel=config["mel"],
         distill=config["distill"],
-        teacher_weights=config["pseudo_label"]["teacher_weights"],
+        teacher_weights=lambda w: round_teacher_weights(round_of(w.stage)),
     script:
         "../workflow_scripts/train_model.py"
 
@@ -107,8 +111,6 @@ rule training_summary:
         "results/logs/training_summary/{stage}/{model}.log",
     benchmark:
         "results/benchmarks/training_summary/{stage}/{model}.tsv"
-    wildcard_constraints:
-        stage="teacher|student",
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -83,6 +83,11 @@ def test_bad_values_are_refused_with_the_key_named(config, patch, key):
         ("models:\n  regnety_sed: {backbone: regnety_002, train: {epoch: 3}}\n", "models.regnety_sed"),
         ("train:\n  loss: hinge\n", "loss"),
         ("models:\n  a/b: {backbone: regnety_002}\n", "a/b"),
+        ("postprocess:\n  smoothing: [0.3, 0.6, 0.3]\n", "postprocess.smoothing"),
+        ("ensemble:\n  members: [student/mobilenet_conv]\n", "ensemble.members"),
+        ("ensemble:\n  members: [student3/regnety_sed]\n", "ensemble.members"),
+        ("ensemble:\n  space: ranks\n", "space"),
+        ("pseudo_label:\n  rounds: 0\n", "rounds"),
     ],
 )
 def test_snakemake_stops_at_once_naming_the_key(tmp_path, text, key):

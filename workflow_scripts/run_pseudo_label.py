@@ -22,7 +22,7 @@ def main(smk) -> None:
     torch.set_num_threads(smk.threads)
     cfg = smk.params.pseudo
     families = by_model(smk.input.models)
-    teachers = {name: families[("teacher", name)] for name in smk.params.teachers}
+    teachers = {name: families[(smk.params.teacher_stage, name)] for name in smk.params.teachers}
     birdnet = None
     if smk.input.birdnet:
         b = smk.params.birdnet
@@ -33,7 +33,7 @@ def main(smk) -> None:
         birdnet = (detections, species_of, cfg["birdnet_weight"])
     labels = pseudo_labels(
         teachers,
-        cfg["teacher_weights"],
+        smk.params.teacher_weights,
         smk.input.windows,
         MelConfig.from_dict(smk.params.mel),
         birdnet,

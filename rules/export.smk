@@ -1,0 +1,30 @@
+# Stage 10: OpenVINO IRs of every member with a weight, FP32 and NNCF INT8, and the gate between them.
+
+
+rule export_int8:
+    input:
+        models=model_folds,
+        calibration=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        windows=export_eval_inputs,
+        solution=[f"{DATA_DIR}/{config['validation']['solution']}"] if HAS_VALIDATION else [],
+    output:
+        fp32_xml="results/export/{stage}/{model}/fp32.xml",
+        fp32_bin="results/export/{stage}/{model}/fp32.bin",
+        int8_xml="results/export/{stage}/{model}/int8.xml",
+        int8_bin="results/export/{stage}/{model}/int8.bin",
+        quant="results/export/{stage}/{model}/quant.json",
+    log:
+        "results/logs/export_int8/{stage}/{model}.log",
+    benchmark:
+        "results/benchmarks/export_int8/{stage}/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        export=config["export"],
+        mel=config["mel"],
+    script:
+        "../workflow_scripts/export_member.py"
