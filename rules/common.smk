@@ -292,6 +292,11 @@ def exported_members(wildcards) -> list[str]:
     return [f"results/export/{member}/{name}" for member in weighted_members() for name in names]
 
 
+def exported_quant_reports(wildcards) -> list[str]:
+    """quant.json of every member with a weight above zero."""
+    return [path for path in exported_members(wildcards) if path.endswith("quant.json")]
+
+
 def export_eval_inputs(wildcards) -> list[str]:
     """The windows the INT8 gate scores on: validation soundscapes, else the training chunks."""
     if HAS_VALIDATION:
@@ -315,3 +320,25 @@ def sample_submission_input(wildcards) -> list[str]:
 
 _test_solution = config["infer"]["solution"]
 HAS_TEST_SOLUTION = bool(_test_solution) and (USE_DEMO or Path(DATA_DIR, _test_solution).is_file())
+
+
+def final_outputs() -> list[str]:
+    """What a whole run builds (rule all), each figure of the report among it; the runtimes come after these."""
+    return [
+        "results/manifest/summary.png",
+        "results/filter/quality_filter.png",
+        "results/dedup/clips.parquet",
+        "results/dedup/duplicates.csv",
+        "results/dedup/duplicates.png",
+        *expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
+        *expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        *expand("results/models/teacher/{model}/training.png", model=config["teachers"]),
+        *expand("results/pseudo/round{round}/pseudo_labels.png", round=range(1, ROUNDS + 1)),
+        *expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=config["students"]),
+        *(["results/scores/models.png"] if HAS_VALIDATION else []),
+        "results/ensemble/weights.json",
+        "results/ensemble/per_class.png",
+        "results/export/summary.png",
+        "results/submission.csv",
+        *(["results/score.json"] if HAS_TEST_SOLUTION else []),
+    ]

@@ -12,6 +12,11 @@ checkpoint fit_ensemble:
             caption="../report/ensemble.rst",
             category="Ensemble",
         ),
+        per_class=report(
+            "results/ensemble/per_class.png",
+            caption="../report/ensemble_per_class.rst",
+            category="Ensemble",
+        ),
     log:
         "results/logs/fit_ensemble.log",
     benchmark:

@@ -28,3 +28,27 @@ rule export_int8:
         mel=config["mel"],
     script:
         "../workflow_scripts/export_member.py"
+
+
+rule export_summary:
+    input:
+        quant=exported_quant_reports,
+    output:
+        table="results/export/summary.csv",
+        plot=report(
+            "results/export/summary.png",
+            caption="../report/export.rst",
+            category="Export",
+        ),
+    log:
+        "results/logs/export_summary.log",
+    benchmark:
+        "results/benchmarks/export_summary.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/summarize_exports.py"

@@ -10,6 +10,11 @@ checkpoint manifest:
     output:
         clips="results/manifest/clips.parquet",
         rejected="results/manifest/rejected.csv",
+        plot=report(
+            "results/manifest/summary.png",
+            caption="../report/data_summary.rst",
+            category="Training data",
+        ),
     log:
         "results/logs/manifest.log",
     benchmark:

@@ -9,6 +9,7 @@ from birdclef.ensemble import (
     EnsembleConfig,
     _ClassMajorAUC,
     blend,
+    class_scores,
     cross_validated_score,
     fit_ensemble,
     fit_weights,
@@ -16,7 +17,7 @@ from birdclef.ensemble import (
     round_weights,
     transform,
 )
-from birdclef.metrics import macro_roc_auc
+from birdclef.metrics import class_auc, macro_roc_auc
 
 N_FILES, WINDOWS, N_CLASSES = 12, 10, 6
 
@@ -193,3 +194,15 @@ def test_bad_ensemble_config_names_the_key():
     with pytest.raises(ValueError, match="unknown ensemble keys"):
         EnsembleConfig.from_dict({"methods": "equal"})
     assert EnsembleConfig.from_dict({"method": "equal"}).to_dict()["method"] == "equal"
+
+
+def test_class_scores_put_the_blend_beside_the_best_member_per_scored_class():
+    y, _, rng = labelled()
+    y[:, -1] = 0.0  # a class with no positive is not scored
+    good, weak = member(y, rng, 3.0), member(y, rng, 0.5)
+    classes = [f"c{i}" for i in range(N_CLASSES)]
+    table = class_scores({"teacher/weak": weak, "student/good": good}, y, [0.2, 0.8], "prob", classes)
+    assert list(table.columns) == ["blend", "student/good"]
+    assert list(table.index) == classes[:-1]
+    np.testing.assert_allclose(table["student/good"], class_auc(y, good)[:-1])
+    np.testing.assert_allclose(table["blend"], class_auc(y, blend([weak, good], [0.2, 0.8], "prob"))[:-1])

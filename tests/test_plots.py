@@ -1,11 +1,15 @@
 import pandas as pd
 
 from birdclef.plots import (
+    plot_class_scores,
+    plot_data_summary,
     plot_duplicates,
     plot_ensemble,
+    plot_export,
     plot_model_scores,
     plot_pseudo_labels,
     plot_quality_filter,
+    plot_runtimes,
     plot_training,
 )
 
@@ -78,3 +82,48 @@ def test_ensemble_figure_with_and_without_a_cross_validated_score(tmp_path):
     plot_ensemble(result, tmp_path / "e.png")
     plot_ensemble({**result, "cv": {"mean": float("nan")}}, tmp_path / "f.png")
     assert (tmp_path / "e.png").read_bytes()[:4] == (tmp_path / "f.png").read_bytes()[:4] == PNG
+
+
+def test_data_summary_figure_with_and_without_rejected_files(tmp_path):
+    c = clips().assign(duration_s=5.0)
+    rejected = pd.DataFrame(
+        {"filename": ["a.ogg", "b.ogg"], "train_csv_row": [3, None], "reason": ["corrupt: x", "file is not listed"]}
+    )
+    plot_data_summary(c, rejected, tmp_path / "s.png")
+    plot_data_summary(c, rejected.iloc[:0], tmp_path / "none.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == (tmp_path / "none.png").read_bytes()[:4] == PNG
+
+
+def test_class_scores_figure(tmp_path):
+    table = pd.DataFrame({"blend": [0.9, 0.6, float("nan")], "student/a": [0.8, 0.7, 0.5]}, index=["x", "y", "z"])
+    plot_class_scores(table, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:4] == PNG
+
+
+def test_export_figure(tmp_path):
+    quant = {
+        "student/a": {
+            "scores": {"torch": 0.8, "fp32": 0.8, "int8": 0.79},
+            "windows_per_s": {"torch": 50, "fp32": 100, "int8": 400},
+            "choice": "int8",
+        },
+        "teacher/b": {
+            "scores": {"torch": 0.7, "fp32": 0.7, "int8": 0.6},
+            "windows_per_s": {"torch": 40, "fp32": 90, "int8": 300},
+            "choice": "fp32",
+        },
+    }
+    plot_export(quant, tmp_path / "x.png")
+    assert (tmp_path / "x.png").read_bytes()[:4] == PNG
+
+
+def test_runtimes_figure(tmp_path):
+    jobs = pd.DataFrame(
+        {
+            "rule": ["manifest", "train_teacher", "train_teacher"],
+            "job": ["m", "t/0", "t/1"],
+            "seconds": [2.0, 300.0, 250.0],
+        }
+    )
+    plot_runtimes(jobs, tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:4] == PNG

@@ -5,11 +5,13 @@ from pathlib import Path
 
 from birdclef.logs import run_logged
 from birdclef.manifest import build_manifest, write_manifest
+from birdclef.plots import plot_data_summary
 
 
 def main(smk) -> None:
     result = build_manifest(Path(smk.input.train_csv).parent, smk.params.min_duration_s, workers=smk.threads)
     write_manifest(result, smk.output.clips, smk.output.rejected)
+    plot_data_summary(result.clips, result.rejected, smk.output.plot)
     log = logging.getLogger("manifest")
     log.info(
         "train.csv rows: %d, files under train_audio/: %d -> kept %d clips (%.1f h of audio), rejected %d",

@@ -4,12 +4,12 @@ import logging
 
 import pandas as pd
 
-from birdclef.ensemble import EnsembleConfig, fit_ensemble
+from birdclef.ensemble import EnsembleConfig, class_scores, fit_ensemble
 from birdclef.logs import run_logged
 from birdclef.members import oof_rows, validation_rows
 from birdclef.metrics import OOF_ID_COLUMNS
 from birdclef.models import by_model
-from birdclef.plots import plot_ensemble
+from birdclef.plots import plot_class_scores, plot_ensemble
 from birdclef.tables import write_json
 
 log = logging.getLogger("fit_ensemble")
@@ -21,7 +21,7 @@ def main(smk) -> None:
     if smk.params.on_validation:
         # results/predictions/<stage>/<name>/validation.parquet, in member order
         predictions = {m: pd.read_parquet(p) for m, p in zip(members, smk.input.predictions, strict=True)}
-        probs, truth, groups, _ = validation_rows(predictions, pd.read_csv(smk.input.solution[0]))
+        probs, truth, groups, classes = validation_rows(predictions, pd.read_csv(smk.input.solution[0]))
         fitted_on = "validation soundscapes"
     else:
         oofs = {
@@ -38,6 +38,8 @@ def main(smk) -> None:
     log.info("blend: %.4f in-sample, %.4f cross-validated", result["blend_score"], result["cv"]["mean"])
     write_json(result, smk.output.weights)
     plot_ensemble(result, smk.output.plot)
+    weights = [result["members"][m]["weight"] for m in members]
+    plot_class_scores(class_scores(probs, truth, weights, cfg.space, classes), smk.output.per_class)
 
 
 run_logged(snakemake.log[0], main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -38,12 +38,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.model_selection import GroupKFold
 
 from birdclef.config_keys import check_keys
-from birdclef.metrics import macro_roc_auc
+from birdclef.metrics import class_auc, macro_roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -397,3 +398,17 @@ def fit_ensemble(
             "cv": cv,
         }
     )
+
+
+def class_scores(
+    members: Mapping[str, np.ndarray], y_true: np.ndarray, weights: Sequence[float], space: str, classes: Sequence[str]
+) -> pd.DataFrame:
+    """ROC-AUC per scored class (rows) of the blend and of the best single member (columns 'blend' and its name)."""
+    names = list(members)
+    arrays = [np.asarray(members[n], dtype=np.float64) for n in names]
+    best = names[_best_index([macro_roc_auc(y_true, a) for a in arrays])]
+    table = pd.DataFrame(
+        {"blend": class_auc(y_true, blend(arrays, weights, space)), best: class_auc(y_true, members[best])},
+        index=pd.Index(list(classes), name="class"),
+    )
+    return table[scored_classes(y_true)]

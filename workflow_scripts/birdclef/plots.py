@@ -166,3 +166,87 @@ def plot_ensemble(result: dict, path: str | Path) -> None:
     ax_s.set(xlim=(0, 1.08), xlabel=f"macro ROC-AUC on {result.get('fitted_on', 'the fitting rows')}", title="scores")
     ax_s.legend(loc="lower left", fontsize=8)
     _save(fig, path)
+
+
+def plot_data_summary(clips: pd.DataFrame, rejected: pd.DataFrame, path: str | Path) -> None:
+    """Usable clips and hours of audio per class, and the files set aside by reason (the manifest)."""
+    per_class = clips.groupby("primary_label").agg(clips=("clip_id", "size"), seconds=("duration_s", "sum"))
+    per_class = per_class.sort_index(ascending=False)
+    reasons = rejected["reason"].astype(str).str.split(":").str[0].value_counts().sort_values()
+    fig = plt.figure(figsize=(12, _class_height(len(per_class))), layout="constrained")
+    class_ax, reason_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    class_ax.barh(per_class.index, per_class["clips"], color=KEPT)
+    for y, (n, s) in enumerate(zip(per_class["clips"], per_class["seconds"], strict=True)):
+        class_ax.text(n, y, f" {s / 60:.1f} min", va="center", fontsize="x-small")
+    class_ax.tick_params(axis="y", labelsize=7 if len(per_class) > 40 else 9)
+    hours = clips["duration_s"].sum() / 3600
+    class_ax.set(xlabel="usable clips (label: minutes of audio)", title=f"{len(clips)} clips, {hours:.2f} h of audio")
+    if len(reasons):
+        reason_ax.barh(reasons.index, reasons.to_numpy(), color=DROPPED)
+        for y, n in enumerate(reasons.to_numpy()):
+            reason_ax.text(n, y, f" {n}", va="center")
+    else:
+        reason_ax.text(0.5, 0.5, "no file set aside", ha="center", va="center", transform=reason_ax.transAxes)
+    reason_ax.set(xlabel="rows or files", title=f"{len(rejected)} set aside, by reason (rejected.csv)")
+    fig.suptitle(f"Training data: {per_class.shape[0]} classes")
+    _save(fig, path)
+
+
+def plot_class_scores(per_class: pd.DataFrame, path: str | Path) -> None:
+    """ROC-AUC per class (rows) of the blend beside its best single member (columns 'blend' and a member's name)."""
+    order = per_class.sort_values("blend")
+    fig, ax = plt.subplots(figsize=(9, _class_height(len(order))), layout="constrained")
+    y = np.arange(len(order))
+    for column, colour, marker in zip(order.columns, ["#e76f51", "#264653"], ["o", "|"], strict=False):
+        mean = order[column].mean()
+        ax.scatter(order[column], y, color=colour, marker=marker, s=40, label=f"{column} (mean {mean:.3f})")
+    ax.set_yticks(y, order.index, fontsize=7 if len(order) > 40 else 9)
+    ax.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set(xlim=(0, 1.02), xlabel="ROC-AUC", title="per class, on the rows the weights were fitted on")
+    ax.legend(loc="lower right", fontsize="small")
+    _save(fig, path)
+
+
+def plot_export(quant: dict[str, dict], path: str | Path) -> None:
+    """Each exported member (quant.json): macro ROC-AUC and windows/s of PyTorch, the FP32 IR and the INT8 IR."""
+    members = list(quant)
+    kinds, colours = ["torch", "fp32", "int8"], ["#8d99ae", "#264653", KEPT]
+    fig, (score_ax, speed_ax) = plt.subplots(
+        1, 2, figsize=(12, 1.8 + 0.9 * len(members)), layout="constrained", sharey=True
+    )
+    y = np.arange(len(members))
+    height = 0.8 / len(kinds)
+    for i, (kind, colour) in enumerate(zip(kinds, colours, strict=True)):
+        scores = [quant[m]["scores"][kind] for m in members]
+        speeds = [quant[m]["windows_per_s"][kind] for m in members]
+        offset = y + (i - 1) * height
+        score_ax.barh(offset, scores, height=height, color=colour, label=kind)
+        speed_ax.barh(offset, speeds, height=height, color=colour, label=kind)
+        for yy, s, v in zip(offset, scores, speeds, strict=True):
+            score_ax.text(s, yy, f" {s:.4f}", va="center", fontsize="small")
+            speed_ax.text(v, yy, f" {v:.0f}", va="center", fontsize="small")
+    labels = [f"{m}\nchose {quant[m]['choice'].upper()}" for m in members]
+    score_ax.set_yticks(y, labels)
+    lo = min(min(q["scores"].values()) for q in quant.values())
+    score_ax.set(xlim=(max(0.0, lo - 0.05), 1.02), xlabel="macro ROC-AUC", title="accuracy (the INT8 gate)")
+    speed_ax.set(xlabel="windows per second, 2 threads", title="speed inside the export job")
+    speed_ax.set_xlim(0, 1.2 * max(max(q["windows_per_s"].values()) for q in quant.values()))
+    speed_ax.legend(loc="lower right", fontsize="small")
+    fig.suptitle("FP32 against INT8")
+    _save(fig, path)
+
+
+def plot_runtimes(jobs: pd.DataFrame, path: str | Path) -> None:
+    """Wall seconds per rule (columns rule, job, seconds): the sum over its jobs, and its slowest job."""
+    per_rule = jobs.groupby("rule")["seconds"].agg(total="sum", slowest="max", jobs="size").sort_values("total")
+    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.35 * len(per_rule)), layout="constrained")
+    y = np.arange(len(per_rule))
+    ax.barh(y, per_rule["total"], color="#264653", label="all jobs")
+    ax.barh(y, per_rule["slowest"], color=RESCUED, height=0.4, label="slowest job")
+    for yy, (total, n) in enumerate(zip(per_rule["total"], per_rule["jobs"], strict=True)):
+        ax.text(total, yy, f" {total:.0f} s, {n} job{'s' if n > 1 else ''}", va="center", fontsize="small")
+    ax.set_yticks(y, per_rule.index)
+    ax.set_xscale("log")
+    ax.set(xlabel="wall seconds (log scale)", title=f"per-rule runtimes, {jobs['seconds'].sum() / 60:.1f} job-minutes")
+    ax.legend(loc="lower right", fontsize="small")
+    _save(fig, path)

@@ -1,0 +1,24 @@
+import pandas as pd
+
+from birdclef.runtimes import RUNTIME_COLUMNS, read_benchmarks
+
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def test_every_benchmark_file_is_one_job_of_its_rule(tmp_path):
+    (tmp_path / "train_teacher/tiny").mkdir(parents=True)
+    (tmp_path / "manifest.tsv").write_text(HEADER + "5.5\t0:00:05\t300.1\t900\t1\t1\t1\t1\t90\t4.9\n")
+    # repeat(): one row per repeat; '-' where Snakemake could not measure
+    (tmp_path / "train_teacher/tiny/fold0.tsv").write_text(
+        HEADER + "100\t0:01:40\t-\t-\t-\t-\t-\t-\t-\t-\n" + "200\t0:03:20\t-\t-\t-\t-\t-\t-\t-\t-\n"
+    )
+    jobs = read_benchmarks(tmp_path)
+    assert list(jobs.columns) == RUNTIME_COLUMNS
+    assert jobs["job"].tolist() == ["manifest", "train_teacher/tiny/fold0"]
+    assert jobs["rule"].tolist() == ["manifest", "train_teacher"]
+    assert jobs["seconds"].tolist() == [5.5, 150.0]
+    assert jobs["max_rss_mb"].iloc[0] == 300.1 and pd.isna(jobs["max_rss_mb"].iloc[1])
+
+
+def test_no_benchmarks_is_an_empty_table(tmp_path):
+    assert read_benchmarks(tmp_path).empty

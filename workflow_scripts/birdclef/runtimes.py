@@ -1,0 +1,31 @@
+"""Per-job runtimes from the ``benchmark:`` files that every rule writes under results/benchmarks/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+RUNTIME_COLUMNS = ["rule", "job", "seconds", "cpu_seconds", "max_rss_mb"]
+
+
+def read_benchmarks(root: str | Path) -> pd.DataFrame:
+    """One row per benchmark file: the rule (first folder or file name), the job (its path), the mean over repeats.
+
+    Snakemake writes ``-`` where it could not measure a value; those become NaN.
+    """
+    root = Path(root)
+    rows = []
+    for tsv in sorted(root.rglob("*.tsv")):
+        job = tsv.relative_to(root).with_suffix("").as_posix()
+        table = pd.read_csv(tsv, sep="\t").apply(pd.to_numeric, errors="coerce")
+        rows.append(
+            {
+                "rule": job.split("/")[0],
+                "job": job,
+                "seconds": table["s"].mean(),
+                "cpu_seconds": table["cpu_time"].mean() if "cpu_time" in table else float("nan"),
+                "max_rss_mb": table["max_rss"].mean() if "max_rss" in table else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=RUNTIME_COLUMNS)

@@ -1,0 +1,29 @@
+"""Rule export_summary: every exported member's gate (quant.json) in one table and one figure."""
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from birdclef.logs import run_logged
+from birdclef.plots import plot_export
+
+log = logging.getLogger("export_summary")
+
+
+def main(smk) -> None:
+    # results/export/<stage>/<model>/quant.json
+    quant = {"/".join(Path(p).parts[-3:-1]): json.loads(Path(p).read_text()) for p in smk.input.quant}
+    rows = []
+    for member, q in quant.items():
+        row = {"member": member, "choice": q["choice"], "calibration_windows": q["calibration_windows"]}
+        row |= {f"score_{k}": v for k, v in q["scores"].items()}
+        row |= {f"windows_per_s_{k}": v for k, v in q["windows_per_s"].items()}
+        rows.append(row)
+        log.info("%s: %s (%s)", member, q["choice"].upper(), q["reason"])
+    pd.DataFrame(rows).to_csv(smk.output.table, index=False)
+    plot_export(quant, smk.output.plot)
+
+
+run_logged(snakemake.log[0], main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,22 @@
+"""Rule runtimes: every job's wall time, CPU time and peak memory from the benchmark files, as a table and a figure."""
+
+import logging
+
+from birdclef.logs import run_logged
+from birdclef.plots import plot_runtimes
+from birdclef.runtimes import read_benchmarks
+
+log = logging.getLogger("runtimes")
+
+
+def main(smk) -> None:
+    jobs = read_benchmarks(smk.params.benchmarks)
+    jobs = jobs[jobs["rule"] != "runtimes"]  # this rule's own file is from the run before, if any
+    jobs.to_csv(smk.output.table, index=False)
+    per_rule = jobs.groupby("rule")["seconds"].agg(["sum", "max", "size"]).sort_values("sum", ascending=False)
+    for rule, (total, slowest, n) in per_rule.iterrows():
+        log.info("%-28s %8.1f s in %3d job(s), slowest %.1f s", rule, total, n, slowest)
+    plot_runtimes(jobs, smk.output.plot)
+
+
+run_logged(snakemake.log[0], main, snakemake)  # noqa: F821 (injected by Snakemake)
