@@ -103,3 +103,11 @@ def test_ready_made_configs_are_valid_and_plan_a_dag(tmp_path, tiny_demo, path):
     # data_dir is theirs to set; any Kaggle-layout folder will do to check the rest
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(path), "--config", f"data_dir={tiny_demo}")
     assert "train_teacher" in proc.stdout + proc.stderr
+
+
+def test_a_config_that_would_run_code_on_load_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.yaml").write_text(f"demo: !!python/object/apply:os.system ['touch {marker}']\n")
+    proc = run_snakemake(tmp_path, "-n", "--configfile", "evil.yaml", check=False)
+    assert proc.returncode != 0
+    assert not marker.exists()  # YAML is loaded safely: the tag is an error, never a call

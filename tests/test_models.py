@@ -1,3 +1,6 @@
+import pickle
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -46,6 +49,24 @@ def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
     assert payload["classes"] == ["a", "b", "c", "d"] and payload["epoch"] == 3
     assert payload["model_config"]["dropout"] == 0.3
     torch.testing.assert_close(loaded(X), model(X))
+
+
+class _RunsCodeOnLoad:
+    """What a hostile checkpoint carries: unpickling it would call Path.touch."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_on_load_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "model_config": {}, "classes": [], "x": _RunsCodeOnLoad(marker)}, tmp_path / "m.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_model(tmp_path / "m.pt")
+    assert not marker.exists()
 
 
 def test_a_local_pretrained_file_initialises_the_backbone(tmp_path):

@@ -30,7 +30,7 @@ TRAIN = {
 }
 TINY = {"demo": TINY_DEMO, **SHARDS, **TRAIN}
 TRAINING = {"folds", "train_teacher", "training_summary", "pseudo_label", "train_student", "score_models"}
-TRAINING |= {"predict_validation", "fit_ensemble", "export_int8", "infer", "score"}
+TRAINING |= {"predict_validation", "fit_ensemble", "export_int8", "export_summary", "infer", "score", "runtimes"}
 # The exports follow the fit_ensemble checkpoint: a dry-run lists them only when it can evaluate that
 # checkpoint's output, which depends on what else reruns; knob tests leave them out unless they are the point.
 PLANNED = TRAINING - {"export_int8"}
@@ -73,8 +73,10 @@ def test_dry_run_lists_the_dag(tmp_path):
         "predict_validation",
         "score_models",
         "fit_ensemble",
+        "export_summary",
         "infer",
         "score",
+        "runtimes",
     )
     for rule in (*rules, "all"):
         assert rule in out
@@ -93,8 +95,14 @@ def test_demo_run_builds_the_manifest(demo_run):
     clips = pd.read_parquet(demo_run / "results/manifest/clips.parquet")
     rejected = pd.read_csv(demo_run / "results/manifest/rejected.csv")
     truth = pd.read_csv(demo_run / "resources/demo/messy_truth.csv")
-    assert len(rejected) == (truth["expected"] == "rejected").sum()
-    assert len(clips) > 0
+    # every messy file where the truth says, each rejection with its reason; the counts add up
+    assert sorted(rejected["filename"]) == sorted(truth.loc[truth["expected"] == "rejected", "filename"])
+    assert rejected["reason"].str.len().gt(0).all()
+    assert set(truth.loc[truth["expected"] == "kept", "filename"]) <= set(clips["filename"])
+    train = pd.read_csv(demo_run / "resources/demo/train.csv")
+    listed_rejected = rejected["train_csv_row"].notna().sum()
+    assert len(clips) + listed_rejected == len(train)  # every row of train.csv: kept or set aside
+    assert (demo_run / "results/manifest/summary.png").read_bytes()[:4] == b"\x89PNG"
     for rule in ("demo_data", "manifest", "quality_filter", "dedup", "birdnet_scan/shard-000"):
         assert (demo_run / f"results/logs/{rule}.log").stat().st_size > 0
         assert (demo_run / f"results/benchmarks/{rule}.tsv").is_file()
@@ -218,6 +226,37 @@ def test_demo_run_writes_a_submission_shaped_like_the_sample_and_scores_it(demo_
     assert 0 <= score["macro_roc_auc"] <= 1 and score["rows"] == len(sample)
 
 
+# Every report() output of a whole demo run: the report must show each of them.
+REPORT_FILES = [
+    "results/manifest/summary.png",
+    "results/filter/quality_filter.png",
+    "results/dedup/duplicates.png",
+    "results/dedup/duplicates.csv",
+    "results/models/teacher/tiny/training.png",
+    "results/models/student/tiny/training.png",
+    "results/pseudo/round1/pseudo_labels.png",
+    "results/scores/models.png",
+    "results/ensemble/ensemble.png",
+    "results/ensemble/per_class.png",
+    "results/export/summary.png",
+    "results/runtimes.png",
+]
+
+
+@pytest.mark.slow
+def test_the_report_holds_every_figure_of_the_run(demo_run, tmp_path):
+    run_snakemake(demo_run, "--configfile", "tiny.yaml", "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text()
+    for path in REPORT_FILES:
+        assert f'"{path}": {{' in html, f"{path} is not in the report"
+        entry = html.split(f'"{path}": {{', 1)[1].split('"data_uri": "', 1)
+        assert '"caption": "<p>' in entry[0], f"{path} has no caption"
+        mime = "image/png" if path.endswith(".png") else "text/csv"
+        assert entry[1].startswith(f"data:{mime}"), f"{path} is not embedded in the report"
+    runtimes = pd.read_csv(demo_run / "results/runtimes.csv")
+    assert TRAINING - {"runtimes"} <= set(runtimes["rule"])  # every rule that ran has its time
+
+
 @pytest.mark.slow
 def test_a_second_round_of_pseudo_labels_reuses_the_first(demo_run, tmp_path):
     work = tmp_path / "run"
@@ -248,13 +287,7 @@ def test_a_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     (work / "longer.yaml").write_text(yaml.safe_dump({"train": {"epochs": 6}}))
     target = "results/models/teacher/tiny/fold0/model.pt"
     args = [target, "--cores", "2", "--configfile", "tiny.yaml", "longer.yaml"]
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
-    proc = subprocess.Popen(cmd, cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (fold_dir / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, as when a node dies
-    proc.wait()
+    start_then_kill(work, args, (fold_dir / "last.pt").exists)
     killed_at = torch.load(fold_dir / "last.pt", weights_only=True)["epoch"]
     assert killed_at < 5, "the job finished before it could be killed"
     assert not (fold_dir / "model.pt").exists()
@@ -265,6 +298,38 @@ def test_a_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     assert f"resuming from epoch {killed_at + 1} of 6" in log
     assert list(pd.read_csv(fold_dir / "history.csv")["epoch"]) == [1, 2, 3, 4, 5, 6]
     assert (fold_dir / "model.pt").is_file()
+
+
+def start_then_kill(work, args: list[str], ready, timeout: float = 300) -> None:
+    """Start Snakemake in ``work``, wait until ``ready()`` holds, then SIGKILL the whole run, as when a node dies."""
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
+    proc = subprocess.Popen(cmd, cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_the_mel_stage_resumes_to_byte_identical_shards(demo_run, tmp_path):
+    work = tmp_path / "run"
+    shutil.copytree(demo_run, work, symlinks=True)
+    shards = sorted((work / "results/mels/train").glob("shard-*.parquet"))
+    uninterrupted = {p.name: p.read_bytes() for p in shards}
+    for p in shards:
+        p.unlink()
+    logs = work / "results/logs/mel_train_shard"
+    shutil.rmtree(logs)
+    args = [*(str(p.relative_to(work)) for p in shards), "--cores", "1", "--configfile", "tiny.yaml"]
+    # killed once the second shard's job is at work: it has read its clips and is computing mels
+    second = logs / f"{shards[1].stem}.log"
+    start_then_kill(work, args, lambda: second.is_file() and "kept clips" in second.read_text())
+    assert not shards[1].exists(), "the job finished before it could be killed"
+
+    run_snakemake(work, "--unlock", "--configfile", "tiny.yaml")
+    run_snakemake(work, *args)
+    assert {p.name: p.read_bytes() for p in shards} == uninterrupted
 
 
 @pytest.mark.slow
@@ -299,8 +364,8 @@ def test_second_run_has_nothing_to_do(demo_run):
         ({"train": {"lr": 0.01}}, {*TEACHERS, "all"}),
         ({"pseudo_label": {"min_max_prob": 0.3}}, {*TEACHERS - {"train_teacher"}, "all"}),
         ({"distill": {"temperature": 2.0}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
-        ({"ensemble": {"method": "equal"}}, {"fit_ensemble", "infer", "score", "all"}),
-        ({"export": {"tolerance": 0.01}}, {"export_int8", "infer", "score", "all"}),
+        ({"ensemble": {"method": "equal"}}, {"fit_ensemble", "export_summary", "infer", "score", "all"}),
+        ({"export": {"tolerance": 0.01}}, {"export_int8", "export_summary", "infer", "score", "all"}),
         ({"postprocess": {"file_max_weight": 0.5}}, {"infer", "score", "all"}),
         (
             {"birdnet": {"top_k": 3}},
@@ -316,7 +381,7 @@ def test_second_run_has_nothing_to_do(demo_run):
 def test_a_changed_knob_reruns_its_stage_and_what_follows(demo_run, knob, reruns):
     (demo_run / "knob.yaml").write_text(yaml.safe_dump(knob))
     planned = set(planned_jobs(demo_run, "--configfile", "tiny.yaml", "knob.yaml"))
-    assert planned - {"export_int8"} == reruns - {"export_int8"}
+    assert planned - {"export_int8"} == (reruns | {"runtimes"}) - {"export_int8"}  # runtimes follow any rerun
     assert "export_int8" in planned or "export_int8" not in reruns
 
 
@@ -356,6 +421,15 @@ def ran_jobs(proc) -> list[str]:
 
 
 @pytest.mark.slow
+def test_two_clean_runs_with_the_same_seed_write_the_same_submission(demo_run, real_layout_run):
+    # The same tiny demo data (seed 7), once generated by the workflow and once copied in as real data:
+    # two whole runs from scratch, in separate folders, on the CPU.
+    first = pd.read_csv(demo_run / "results/submission.csv")
+    second = pd.read_csv(real_layout_run / "results/submission.csv")
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+
+
+@pytest.mark.slow
 def test_a_corrupt_or_missing_test_file_costs_its_rows_not_the_submission(real_layout_run, tmp_path):
     work = tmp_path / "run"
     shutil.copytree(real_layout_run, work, symlinks=True)
@@ -363,7 +437,7 @@ def test_a_corrupt_or_missing_test_file_costs_its_rows_not_the_submission(real_l
     broken, gone = sorted((data / "test_soundscapes").glob("*.ogg"))
     broken.write_bytes(broken.read_bytes()[:300])  # cut inside the first pages
     gone.unlink()
-    assert planned_jobs(work, "--configfile", "c.yaml") == {"infer": 1, "score": 1, "all": 1}
+    assert planned_jobs(work, "--configfile", "c.yaml") == {"infer": 1, "score": 1, "runtimes": 1, "all": 1}
     run_snakemake(work, "--cores", "2", "--configfile", "c.yaml")
     sample = pd.read_csv(data / "sample_submission.csv")
     submission = pd.read_csv(work / "results/submission.csv")
@@ -395,14 +469,15 @@ def test_adding_one_clip_rebuilds_one_shard_of_each_stage(real_layout_run):
     write_ogg(data / "train_audio" / new["filename"], audio[::-1], sr)  # played backwards: not a duplicate
     pd.concat([train, new.to_frame().T]).to_csv(data / "train.csv", index=False)
 
-    proc = run_snakemake(real_layout_run, "--cores", "2", "--configfile", "c.yaml")
+    # Up to the mel cache for real; what training would rerun is the dry-run's to say (it is every fold).
+    proc = run_snakemake(real_layout_run, "--until", "mel_train_shard", "--cores", "2", "--configfile", "c.yaml")
     clip_id = new["filename"].removesuffix(".ogg")
     scan, mel = shard_for(clip_id, 3), shard_for(clip_id, 2)
     expected = ["manifest", f"birdnet_scan {scan}", "quality_filter", "dedup", f"mel_train_shard {mel}"]
-    expected += sorted(TRAINING)  # a new clip is a new split: every fold retrains
-    assert sorted(set(ran_jobs(proc)) - {"all"}) == sorted(expected)
+    assert sorted(ran_jobs(proc)) == sorted(expected)
     assert clip_id in set(pd.read_parquet(real_layout_run / f"results/mels/train/{mel}.parquet")["id"])
-    assert planned_jobs(real_layout_run, "--configfile", "c.yaml") == {}
+    planned = set(planned_jobs(real_layout_run, "--configfile", "c.yaml"))
+    assert planned - {"export_int8"} == PLANNED | {"all"}  # a new clip is a new split: every fold retrains
 
 
 @pytest.mark.slow
