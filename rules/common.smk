@@ -5,6 +5,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+# First, before the package (and torch) is imported: a config the schema refuses fails in a second or two.
+validate(config, schema="schemas/config.schema.yaml")
+
 # The rules' scripts import the package beside them; so does this file, for
 # config checks that a JSON schema cannot express.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
@@ -17,7 +20,6 @@ from birdclef.models import ModelConfig  # noqa: E402
 from birdclef.shards import shard_for, shard_name  # noqa: E402
 from birdclef.train import TrainConfig, train_settings  # noqa: E402
 
-validate(config, schema="schemas/config.schema.yaml")
 try:
     DemoConfig.from_dict(config["demo"])
     MelConfig.from_dict(config["mel"])
