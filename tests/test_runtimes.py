@@ -1,6 +1,6 @@
 import pandas as pd
 
-from birdclef.runtimes import RUNTIME_COLUMNS, read_benchmarks
+from birdclef.runtimes import RUNTIME_COLUMNS, per_rule, read_benchmarks
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -22,3 +22,10 @@ def test_every_benchmark_file_is_one_job_of_its_rule(tmp_path):
 
 def test_no_benchmarks_is_an_empty_table(tmp_path):
     assert read_benchmarks(tmp_path).empty
+
+
+def test_per_rule_sums_jobs_and_keeps_the_slowest_slowest_rule_first():
+    jobs = pd.DataFrame({"rule": ["m", "t", "t"], "job": ["m", "t/0", "t/1"], "seconds": [2.0, 300.0, 250.0]})
+    table = per_rule(jobs)
+    assert table.index.tolist() == ["t", "m"]
+    assert table.loc["t"].tolist() == [550.0, 300.0, 2] and table.loc["m"].tolist() == [2.0, 2.0, 1]

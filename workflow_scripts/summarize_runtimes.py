@@ -4,7 +4,7 @@ import logging
 
 from birdclef.logs import run_logged
 from birdclef.plots import plot_runtimes
-from birdclef.runtimes import read_benchmarks
+from birdclef.runtimes import per_rule, read_benchmarks
 
 log = logging.getLogger("runtimes")
 
@@ -13,9 +13,8 @@ def main(smk) -> None:
     jobs = read_benchmarks(smk.params.benchmarks)
     jobs = jobs[jobs["rule"] != "runtimes"]  # this rule's own file is from the run before, if any
     jobs.to_csv(smk.output.table, index=False)
-    per_rule = jobs.groupby("rule")["seconds"].agg(["sum", "max", "size"]).sort_values("sum", ascending=False)
-    for rule, (total, slowest, n) in per_rule.iterrows():
-        log.info("%-28s %8.1f s in %3d job(s), slowest %.1f s", rule, total, n, slowest)
+    for rule, row in per_rule(jobs).iterrows():
+        log.info("%-28s %8.1f s in %3d job(s), slowest %.1f s", rule, row["total"], row["jobs"], row["slowest"])
     plot_runtimes(jobs, smk.output.plot)
 
 

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from birdclef.runtimes import per_rule as runtimes_per_rule  # noqa: E402
+
 KEPT, RESCUED, DROPPED = "#2a9d8f", "#e9c46a", "#e76f51"
 
 
@@ -238,7 +240,7 @@ def plot_export(quant: dict[str, dict], path: str | Path) -> None:
 
 def plot_runtimes(jobs: pd.DataFrame, path: str | Path) -> None:
     """Wall seconds per rule (columns rule, job, seconds): the sum over its jobs, and its slowest job."""
-    per_rule = jobs.groupby("rule")["seconds"].agg(total="sum", slowest="max", jobs="size").sort_values("total")
+    per_rule = runtimes_per_rule(jobs).iloc[::-1]  # the slowest rule at the top
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.35 * len(per_rule)), layout="constrained")
     y = np.arange(len(per_rule))
     ax.barh(y, per_rule["total"], color="#264653", label="all jobs")

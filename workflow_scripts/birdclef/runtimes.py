@@ -29,3 +29,12 @@ def read_benchmarks(root: str | Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=RUNTIME_COLUMNS)
+
+
+def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per rule (index, slowest total first): its jobs' summed wall seconds, its slowest job, its number of jobs."""
+    return (
+        jobs.groupby("rule")["seconds"]
+        .agg(total="sum", slowest="max", jobs="size")
+        .sort_values("total", ascending=False)
+    )
