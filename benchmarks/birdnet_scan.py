@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from birdclef import birdnet  # noqa: E402
-from birdclef.demo_data import DemoConfig, generate  # noqa: E402
-from birdclef.manifest import list_audio_files  # noqa: E402
+from birdclef.demo_data import generate  # noqa: E402
+from birdclef.layout import list_audio_files  # noqa: E402
+from birdclef.settings import DemoConfig  # noqa: E402
 
 REAL_DATA = REPO.parent / "shared" / "data" / "nips4b-birdclef" / "train_audio"
 AUDIO_SUFFIXES = {".ogg", ".flac", ".wav"}

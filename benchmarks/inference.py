@@ -65,11 +65,12 @@ from birdclef import birdnet  # noqa: E402
 from birdclef.ensemble import blend  # noqa: E402
 from birdclef.export import compile_ir, load_member, predict_ir, predict_torch, windows_per_second  # noqa: E402
 from birdclef.infer import assemble_submission, class_prior, file_row_ids, predict_files  # noqa: E402
-from birdclef.manifest import list_audio_files  # noqa: E402
-from birdclef.mel import MelConfig, MelFrontend  # noqa: E402
-from birdclef.mel_shards import ChunkConfig, audio_windows, window_row_id  # noqa: E402
+from birdclef.layout import list_audio_files  # noqa: E402
+from birdclef.mel import MelFrontend  # noqa: E402
+from birdclef.mel_shards import audio_windows, window_row_id  # noqa: E402
 from birdclef.metrics import score_against_solution  # noqa: E402
-from birdclef.postprocess import PostprocessConfig, postprocess  # noqa: E402
+from birdclef.postprocess import postprocess  # noqa: E402
+from birdclef.settings import ChunkConfig, MelConfig, PostprocessConfig  # noqa: E402
 
 RUN_DEMO_FIRST = "run `make demo` first (or point --results and --data at a finished run)"
 COMPETITION_AUDIO_S = 700 * 60.0  # 700 one-minute soundscapes

@@ -32,10 +32,11 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from birdclef.dataset import MelShardDataset  # noqa: E402
-from birdclef.demo_data import DemoConfig, generate  # noqa: E402
-from birdclef.manifest import list_audio_files  # noqa: E402
-from birdclef.mel import MelConfig, MelFrontend  # noqa: E402
-from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, cut, load_audio, soundscape_starts, write_shard  # noqa: E402
+from birdclef.demo_data import generate  # noqa: E402
+from birdclef.layout import list_audio_files  # noqa: E402
+from birdclef.mel import MelFrontend  # noqa: E402
+from birdclef.mel_shards import build_soundscape_shard, cut, load_audio, soundscape_starts, write_shard  # noqa: E402
+from birdclef.settings import ChunkConfig, DemoConfig, MelConfig  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "nips4b-birdclef"
 DEMO = {"seed": 5, "n_species": 6, "clips_per_species": [2, 3], "n_train_soundscapes": 8, "n_test_soundscapes": 0}

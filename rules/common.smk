@@ -8,26 +8,21 @@ from snakemake.utils import validate
 # First, before the package (and torch) is imported: a config the schema refuses fails in a second or two.
 validate(config, schema="schemas/config.schema.yaml")
 
-# The rules' scripts import the package beside them; so does this file, for
-# config checks that a JSON schema cannot express.
+# The rules' scripts import the package beside them; so does this file, for the
+# configuration layer (birdclef.settings) and the result paths (birdclef.layout),
+# both stdlib only, so that planning the DAG never imports torch.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
-from birdclef.demo_data import DemoConfig  # noqa: E402
-from birdclef.distill import DistillConfig  # noqa: E402
-from birdclef.manifest import list_audio_files  # noqa: E402
-from birdclef.mel import MelConfig  # noqa: E402
-from birdclef.models import ModelConfig  # noqa: E402
+from birdclef import layout  # noqa: E402
+from birdclef.layout import list_audio_files  # noqa: E402
+from birdclef.settings import ConfigError, resolve  # noqa: E402
 from birdclef.shards import shard_for, shard_name  # noqa: E402
-from birdclef.train import TrainConfig, train_settings  # noqa: E402
 
+# Then every cross-check the schema cannot express, once, into one plan.
 try:
-    DemoConfig.from_dict(config["demo"])
-    MelConfig.from_dict(config["mel"])
-except ValueError as err:
-    raise ValueError(f"Invalid config: {err}") from None
-_bn = config["birdnet"]
-if (_bn["lat"] is None) != (_bn["lon"] is None) or (_bn["week"] is not None and _bn["lat"] is None):
-    raise ValueError("Invalid config: birdnet.lat and birdnet.lon go together (and birdnet.week needs them)")
+    PLAN = resolve(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 DATA_DIR = config["data_dir"].rstrip("/")
 DEMO_DIR = "resources/demo"
@@ -127,84 +122,35 @@ def soundscape_inputs(wildcards, folder: str = "train_soundscapes") -> list[str]
 
 
 # --- Models and training --------------------------------------------------------
-# Each named model resolves to its full settings once, here, so that a typo in a
-# backbone name or a train override stops the run before anything trains, and so
-# that a changed knob reruns exactly the jobs of the models it touches.
-def _resolve_models() -> dict[str, dict]:
-    from dataclasses import asdict
-
-    resolved = {}
-    for name, entry in config["models"].items():
-        try:
-            model = ModelConfig.from_dict({k: v for k, v in entry.items() if k != "train"})
-            train = TrainConfig.from_dict(train_settings(config["train"], entry))
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"Invalid config: models.{name}: {err}") from None
-        resolved[name] = {"model": asdict(model), "train": train.to_dict()}
-    return resolved
-
-
-MODELS = _resolve_models()
-FOLDS = list(range(config["folds"]["n_folds"]))
-PSEUDO_TEACHERS = config["pseudo_label"]["teachers"] or config["teachers"]
-for _key, _names in [
-    ("teachers", config["teachers"]),
-    ("pseudo_label", [*PSEUDO_TEACHERS, *config["pseudo_label"]["teacher_weights"]]),
-    ("students", config["students"]),
-]:
-    for _name in _names:
-        if _name not in MODELS:
-            raise ValueError(f"Invalid config: {_key}: {_name!r} is not a name under models ({', '.join(MODELS)})")
-try:
-    DistillConfig.from_dict(config["distill"])
-except ValueError as err:
-    raise ValueError(f"Invalid config: {err}") from None
-
+# Each named model is resolved to its full settings once (PLAN.models), so that a typo
+# in a backbone name or a train override stops the run before anything trains, and
+# so that a changed knob reruns exactly the jobs of the models it touches.
+MODELS = PLAN.models
+FOLDS = PLAN.folds
+STAGE_PATTERN = layout.STAGE_PATTERN
+STUDENT_STAGE_PATTERN = layout.STUDENT_STAGE_PATTERN
+round_of = layout.round_of
 
 # --- Pseudo-label rounds ----------------------------------------------------------
 # Round 1's teachers are the teachers; round n's are round n-1's students. Round n's
 # students are the stage "student" (n = 1) or "student<n>", each with its own files.
-ROUNDS = config["pseudo_label"]["rounds"]
-STUDENT_STAGE_PATTERN = r"student(?:[2-9]|[1-9]\d+)?"
-STAGE_PATTERN = rf"teacher|{STUDENT_STAGE_PATTERN}"
-
-
-def student_stage(round_: int) -> str:
-    return "student" if round_ == 1 else f"student{round_}"
-
-
-STUDENT_STAGES = [student_stage(r) for r in range(1, ROUNDS + 1)]
+ROUNDS = PLAN.rounds
+STUDENT_STAGES = PLAN.student_stages
 # What one round's labels depend on: adding a round must not redo the rounds before it.
 PSEUDO_ROUND_SETTINGS = {
     k: v for k, v in config["pseudo_label"].items() if k not in ("rounds", "teachers", "teacher_weights")
 }
-FINAL_STUDENTS = STUDENT_STAGES[-1]
-
-
-def round_of(stage: str) -> int:
-    return 1 if stage == "student" else int(stage.removeprefix("student"))
-
-
-def round_teachers(round_: int) -> tuple[str, list[str]]:
-    """The stage and model names that pseudo-label and distil in a round."""
-    return ("teacher", PSEUDO_TEACHERS) if round_ == 1 else (student_stage(round_ - 1), config["students"])
+round_teachers = PLAN.round_teachers
+round_teacher_weights = PLAN.round_teacher_weights
+stage_models = PLAN.stage_models
 
 
 def round_teacher_outputs(round_: int, name: str) -> list[str]:
     return fold_outputs(*round_teachers(round_), name)
 
 
-def round_teacher_weights(round_: int) -> dict:
-    """pseudo_label.teacher_weights name teachers; later rounds' teachers (students) weigh alike."""
-    return config["pseudo_label"]["teacher_weights"] if round_ == 1 else {}
-
-
 def pseudo_teacher_models(wildcards) -> list[str]:
     return round_teacher_outputs(int(wildcards.round), "model.pt")
-
-
-def stage_models(stage: str) -> list[str]:
-    return config["teachers"] if stage == "teacher" else config["students"]
 
 
 def pseudo_birdnet_inputs(wildcards) -> list[str]:
@@ -215,16 +161,16 @@ def pseudo_birdnet_inputs(wildcards) -> list[str]:
 
 
 def model_settings(wildcards) -> dict:
-    return MODELS[wildcards.model]["model"]
+    return MODELS[wildcards.model].params()[0]
 
 
 def train_config(wildcards) -> dict:
-    return MODELS[wildcards.model]["train"]
+    return MODELS[wildcards.model].params()[1]
 
 
 def fold_outputs(stage: str, models: list[str], name: str) -> list[str]:
     """One file of every fold of every model of a stage (teacher or student)."""
-    return expand(f"results/models/{stage}/{{model}}/fold{{fold}}/{name}", model=models, fold=FOLDS)
+    return layout.fold_files(stage, models, FOLDS, name)
 
 
 # --- Labelled soundscapes that score the models ------------------------------------
@@ -240,7 +186,7 @@ def validation_inputs(wildcards) -> list[str]:
 
 def validation_predictions(stage: str, models: list[str]) -> list[str]:
     """Each model's predictions (mean of its folds) on the validation windows."""
-    return expand(f"results/predictions/{stage}/{{model}}/validation.parquet", model=models)
+    return [layout.validation_prediction(stage, model) for model in models]
 
 
 def model_folds(wildcards) -> list[str]:
@@ -249,30 +195,13 @@ def model_folds(wildcards) -> list[str]:
 
 
 # --- Ensemble, export, inference ----------------------------------------------------
-from birdclef.members import default_members, parse_member  # noqa: E402
-from birdclef.postprocess import PostprocessConfig  # noqa: E402
-
-try:
-    PostprocessConfig.from_dict(config["postprocess"])  # e.g. smoothing weights that do not sum to 1
-except ValueError as err:
-    raise ValueError(f"Invalid config: {err}") from None
-
-ENSEMBLE_MEMBERS = config["ensemble"]["members"] or default_members(
-    config["teachers"], config["students"], FINAL_STUDENTS
-)
-for _member in ENSEMBLE_MEMBERS:
-    _stage, _name = parse_member(_member)
-    if _stage not in ["teacher", *STUDENT_STAGES] or _name not in stage_models(_stage):
-        raise ValueError(
-            f"Invalid config: ensemble.members: {_member!r} is not a trained model "
-            f"(teachers: {config['teachers']}, students: {config['students']} in stages {STUDENT_STAGES})"
-        )
+ENSEMBLE_MEMBERS = PLAN.ensemble_members
 
 
 def ensemble_inputs(wildcards) -> list[str]:
     """What the weights are fitted on: every member's validation predictions, else its out-of-fold predictions."""
     paths = []
-    for stage, name in map(parse_member, ENSEMBLE_MEMBERS):
+    for stage, name in map(layout.parse_member, ENSEMBLE_MEMBERS):
         if HAS_VALIDATION:
             paths += validation_predictions(stage, [name])
         else:
@@ -291,7 +220,7 @@ def weighted_members() -> list[str]:
 def exported_members(wildcards) -> list[str]:
     """quant.json and the IR files of every member with a weight above zero."""
     names = ["quant.json", "fp32.xml", "fp32.bin", "int8.xml", "int8.bin"]
-    return [f"results/export/{member}/{name}" for member in weighted_members() for name in names]
+    return [f"{layout.export_dir(member)}/{name}" for member in weighted_members() for name in names]
 
 
 def exported_quant_reports(wildcards) -> list[str]:
@@ -334,9 +263,9 @@ def final_outputs() -> list[str]:
         "results/dedup/duplicates.png",
         *expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
         *expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
-        *expand("results/models/teacher/{model}/training.png", model=config["teachers"]),
+        *expand("results/models/teacher/{model}/training.png", model=PLAN.teachers),
         *expand("results/pseudo/round{round}/pseudo_labels.png", round=range(1, ROUNDS + 1)),
-        *expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=config["students"]),
+        *expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=PLAN.students),
         *(["results/scores/models.png"] if HAS_VALIDATION else []),
         "results/ensemble/weights.json",
         "results/ensemble/per_class.png",

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from birdclef.demo_data import DemoConfig, generate
-from birdclef.mel import MelConfig
-from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, write_shard
-from birdclef.models import BirdModel, ModelConfig, save_model
+from birdclef.demo_data import generate
+from birdclef.mel_shards import build_soundscape_shard, write_shard
+from birdclef.models import BirdModel, save_model
+from birdclef.settings import ChunkConfig, DemoConfig, MelConfig, ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from birdclef.augment import AugmentConfig, augment_batch, cutmix, mixup, random_gain, xy_mask
+from birdclef.augment import augment_batch, cutmix, mixup, random_gain, xy_mask
+from birdclef.settings import AugmentConfig
 
 OFF = AugmentConfig(mixup_p=0, cutmix_p=0, mask_p=0, gain_p=0)
 

@@ -19,8 +19,9 @@ from birdclef.dedup import (
     group_duplicates,
     similarity,
 )
-from birdclef.demo_data import DemoConfig, generate
+from birdclef.demo_data import generate
 from birdclef.manifest import build_manifest
+from birdclef.settings import DemoConfig
 
 from conftest import TINY_DEMO
 

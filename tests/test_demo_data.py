@@ -9,7 +9,8 @@ import soundfile as sf
 from scipy.signal import correlate
 
 from birdclef.audio import read_audio
-from birdclef.demo_data import WINDOW_S, DemoConfig, generate
+from birdclef.demo_data import generate
+from birdclef.settings import WINDOW_S, DemoConfig
 
 from conftest import TINY_DEMO
 

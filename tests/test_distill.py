@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from birdclef.dataset import MelShardDataset
-from birdclef.distill import DistillConfig, DistilledChunks, PseudoWindows, soften, teacher_soft_targets
+from birdclef.distill import DistilledChunks, PseudoWindows, soften, teacher_soft_targets
+from birdclef.settings import DistillConfig
 
 from conftest import SHARD_CLASSES as CLASSES
 from conftest import SHARD_MEL as MEL

@@ -5,8 +5,6 @@ import pytest
 from scipy.special import expit
 
 from birdclef.ensemble import (
-    BLEND_SPACES,
-    EnsembleConfig,
     _ClassMajorAUC,
     blend,
     class_scores,
@@ -18,6 +16,7 @@ from birdclef.ensemble import (
     transform,
 )
 from birdclef.metrics import class_auc, macro_roc_auc
+from birdclef.settings import BLEND_SPACES, EnsembleConfig
 
 N_FILES, WINDOWS, N_CLASSES = 12, 10, 6
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from birdclef.mel import MelConfig, MelFrontend
+from birdclef.mel import MelFrontend
+from birdclef.settings import MelConfig
 
 
 def windows(n: int = 3, seconds: float = 5.0, sr: int = 32_000) -> np.ndarray:

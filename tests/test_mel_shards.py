@@ -8,9 +8,8 @@ from torch.utils.data import DataLoader
 from birdclef.audio import write_ogg
 from birdclef.dataset import MelShardDataset
 from birdclef.manifest import build_manifest
-from birdclef.mel import MelConfig, MelFrontend
+from birdclef.mel import MelFrontend
 from birdclef.mel_shards import (
-    ChunkConfig,
     build_soundscape_shard,
     build_train_shard,
     choose_starts,
@@ -21,6 +20,7 @@ from birdclef.mel_shards import (
     soundscape_starts,
     write_shard,
 )
+from birdclef.settings import ChunkConfig, MelConfig
 
 SR = 32_000
 

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from birdclef.dataset import MelShardDataset
-from birdclef.members import default_members, labelled_windows, oof_rows, parse_member, validation_rows
+from birdclef.layout import default_members, parse_member
+from birdclef.members import labelled_windows, oof_rows, validation_rows
 
 from conftest import SHARD_CLASSES as CLASSES
 from conftest import SHARD_MEL as MEL

@@ -1,13 +1,8 @@
 import numpy as np
 import pytest
 
-from birdclef.postprocess import (
-    PostprocessConfig,
-    postprocess,
-    power_low_ranked,
-    scale_by_file_max,
-    smooth,
-)
+from birdclef.postprocess import postprocess, power_low_ranked, scale_by_file_max, smooth
+from birdclef.settings import PostprocessConfig
 
 WEIGHTS, EDGE = (0.2, 0.6, 0.2), (0.9, 0.1)
 

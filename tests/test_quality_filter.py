@@ -4,14 +4,8 @@ import pytest
 
 from birdclef import synth
 from birdclef.audio import write_ogg
-from birdclef.quality_filter import (
-    FilterConfig,
-    band_activity,
-    birdnet_names_of,
-    filter_clips,
-    is_animal,
-    score_clips,
-)
+from birdclef.quality_filter import band_activity, birdnet_names_of, filter_clips, is_animal, score_clips
+from birdclef.settings import FilterConfig
 
 TAXONOMY = pd.DataFrame(
     {"primary_label": ["eurrob", "madeup"], "scientific_name": ["Erithacus rubecula", "Fictornis alba"]}

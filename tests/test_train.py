@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from birdclef.dataset import MelShardDataset
-from birdclef.distill import DistillConfig
 from birdclef.folds import assign_folds
 from birdclef.manifest import build_manifest
-from birdclef.mel import MelConfig
-from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, build_train_shard, write_shard
-from birdclef.models import ModelConfig, load_model
-from birdclef.train import StudentData, TrainConfig, train_fold
+from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
+from birdclef.models import load_model
+from birdclef.settings import ChunkConfig, DistillConfig, MelConfig, ModelConfig, TrainConfig
+from birdclef.train import StudentData, train_fold
 
 from conftest import REPO
 
@@ -72,9 +71,10 @@ def test_a_cpu_run_repeats_exactly(cache, tmp_path):
 SCRIPT = """
 import sys, pandas as pd
 sys.path.insert(0, {pkg!r})
-from birdclef.mel import MelConfig
-from birdclef.models import ModelConfig
-from birdclef.train import StudentData, TrainConfig, train_fold
+from birdclef.settings import MelConfig
+from birdclef.settings import ModelConfig
+from birdclef.train import StudentData, train_fold
+from birdclef.settings import TrainConfig
 train_fold([{shard!r}], pd.read_csv({folds!r}), 0, ModelConfig(backbone="efficientnet_b0", head="sed"),
            TrainConfig.from_dict({cfg!r}), MelConfig(n_mels=64), {out!r})
 """

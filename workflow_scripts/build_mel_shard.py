@@ -5,8 +5,8 @@ import logging
 import pandas as pd
 
 from birdclef.logs import run_logged
-from birdclef.mel import MelConfig
-from birdclef.mel_shards import ChunkConfig, build_soundscape_shard, build_train_shard, write_shard
+from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
+from birdclef.settings import ChunkConfig, MelConfig
 from birdclef.shards import files_in_shard, shard_for
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 
 from birdclef.export import export_member, sample_windows
 from birdclef.logs import run_logged
-from birdclef.mel import MelConfig
 from birdclef.members import labelled_windows
+from birdclef.settings import MelConfig
 from birdclef.tables import write_json
 
 log = logging.getLogger("export_int8")

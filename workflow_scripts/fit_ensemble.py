@@ -4,12 +4,13 @@ import logging
 
 import pandas as pd
 
-from birdclef.ensemble import EnsembleConfig, class_scores, fit_ensemble
+from birdclef.ensemble import class_scores, fit_ensemble
+from birdclef.layout import by_model
 from birdclef.logs import run_logged
 from birdclef.members import oof_rows, validation_rows
 from birdclef.metrics import OOF_ID_COLUMNS
-from birdclef.models import by_model
 from birdclef.plots import plot_class_scores, plot_ensemble
+from birdclef.settings import EnsembleConfig
 from birdclef.tables import write_json
 
 log = logging.getLogger("fit_ensemble")

@@ -4,8 +4,9 @@ import json
 import logging
 from pathlib import Path
 
-from birdclef.demo_data import DemoConfig, generate
+from birdclef.demo_data import generate
 from birdclef.logs import run_logged
+from birdclef.settings import DemoConfig
 
 
 def main(smk) -> None:

@@ -5,8 +5,8 @@ import logging
 import torch
 
 from birdclef.logs import run_logged
-from birdclef.mel import MelConfig
 from birdclef.predict import predict_shards
+from birdclef.settings import MelConfig
 from birdclef.tables import write_parquet
 
 log = logging.getLogger("predict_validation")

@@ -10,11 +10,10 @@ import pandas as pd
 from birdclef.ensemble import blend
 from birdclef.export import compile_ir, predict_ir
 from birdclef.infer import REJECTED_COLUMNS, assemble_submission, class_prior, file_row_ids, predict_files
+from birdclef.layout import list_audio_files, member_of
 from birdclef.logs import run_logged
-from birdclef.manifest import list_audio_files
-from birdclef.mel import MelConfig
-from birdclef.mel_shards import ChunkConfig
-from birdclef.postprocess import PostprocessConfig, postprocess
+from birdclef.postprocess import postprocess
+from birdclef.settings import ChunkConfig, MelConfig, PostprocessConfig
 
 log = logging.getLogger("infer")
 
@@ -49,8 +48,7 @@ def main(smk) -> None:
     weights, space = fitted["members"], fitted["space"]  # blend as the weights were fitted
     members, member_weights = [], []
     for quant_path in [p for p in smk.input.exported if p.endswith("quant.json")]:
-        folder = Path(quant_path).parent  # results/export/<stage>/<name>/
-        member = f"{folder.parent.name}/{folder.name}"
+        folder, member = Path(quant_path).parent, member_of(quant_path)
         choice = json.loads(Path(quant_path).read_text())["choice"]
         compiled = compile_ir(folder / f"{choice}.xml", smk.threads, "int8" if choice == "int8" else "f32")
         members.append(lambda mels, c=compiled: predict_ir(c, mels, smk.params.batch_size))

@@ -7,12 +7,12 @@ import pandas as pd
 import torch
 
 from birdclef.birdnet import reportable_species
+from birdclef.layout import by_model
 from birdclef.logs import run_logged
-from birdclef.mel import MelConfig
-from birdclef.models import by_model
 from birdclef.plots import plot_pseudo_labels
 from birdclef.pseudo import PSEUDO_COLUMNS, pseudo_labels
 from birdclef.quality_filter import birdnet_names_of
+from birdclef.settings import MelConfig
 from birdclef.tables import write_parquet
 
 log = logging.getLogger("pseudo_label")

@@ -5,7 +5,8 @@ import pandas as pd
 from birdclef.birdnet import reportable_species
 from birdclef.logs import run_logged
 from birdclef.plots import plot_quality_filter
-from birdclef.quality_filter import FilterConfig, filter_clips
+from birdclef.quality_filter import filter_clips
+from birdclef.settings import FilterConfig
 from birdclef.tables import write_parquet
 
 

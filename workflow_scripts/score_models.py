@@ -1,10 +1,10 @@
 """Rule score_models: every teacher and student, each the mean of its folds, on the labelled validation windows."""
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
+from birdclef.layout import member_of, parse_member
 from birdclef.logs import run_logged
 from birdclef.metrics import score_against_solution
 from birdclef.plots import plot_model_scores
@@ -15,8 +15,8 @@ log = logging.getLogger("score_models")
 def main(smk) -> None:
     solution = pd.read_csv(smk.input.solution)
     rows, per_class = [], {}
-    for path in map(Path, smk.input.predictions):  # results/predictions/<stage>/<name>/validation.parquet
-        stage, name = path.parent.parent.name, path.parent.name
+    for path in smk.input.predictions:
+        stage, name = parse_member(member_of(path))
         score, by_class = score_against_solution(pd.read_parquet(path), solution)
         rows.append({"stage": stage, "model": name, "folds": smk.params.folds, "macro_roc_auc": score})
         per_class[f"{stage}/{name}"] = by_class

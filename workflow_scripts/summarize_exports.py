@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from birdclef.layout import member_of
 from birdclef.logs import run_logged
 from birdclef.plots import plot_export
 
@@ -13,8 +14,7 @@ log = logging.getLogger("export_summary")
 
 
 def main(smk) -> None:
-    # results/export/<stage>/<model>/quant.json
-    quant = {"/".join(Path(p).parts[-3:-1]): json.loads(Path(p).read_text()) for p in smk.input.quant}
+    quant = {member_of(p): json.loads(Path(p).read_text()) for p in smk.input.quant}
     rows = []
     for member, q in quant.items():
         row = {"member": member, "choice": q["choice"], "calibration_windows": q["calibration_windows"]}

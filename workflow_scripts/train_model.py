@@ -5,11 +5,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from birdclef.distill import DistillConfig, teacher_soft_targets
+from birdclef.distill import teacher_soft_targets
+from birdclef.layout import by_model
 from birdclef.logs import run_logged
-from birdclef.mel import MelConfig
-from birdclef.models import ModelConfig, by_model
-from birdclef.train import StudentData, TrainConfig, train_fold
+from birdclef.settings import DistillConfig, MelConfig, ModelConfig, TrainConfig
+from birdclef.train import StudentData, train_fold
 
 
 def student_data(smk) -> StudentData:

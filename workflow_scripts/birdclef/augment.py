@@ -11,38 +11,10 @@ All take a ``torch.Generator`` so that a seeded CPU run repeats exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from birdclef.config_keys import check_keys
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The ``augment:`` section of a training config."""
-
-    mixup_p: float = 0.5
-    mixup_alpha: float = 0.5  # Beta(alpha, alpha) for the mixing weight
-    cutmix_p: float = 0.0
-    label_rule: str = "max"  # mix or max
-    mask_p: float = 0.5
-    freq_masks: int = 2
-    freq_mask_max: int = 12  # mel bands per mask, at most
-    time_masks: int = 2
-    time_mask_max: int = 30  # frames per mask, at most
-    gain_p: float = 0.3
-    gain_range: float = 0.2  # factor in 1 +- gain_range
-
-    def __post_init__(self) -> None:
-        if self.label_rule not in ("mix", "max"):
-            raise ValueError(f"augment.label_rule must be mix or max, got {self.label_rule!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AugmentConfig:
-        check_keys(cls, values, "train.augment")
-        return cls(**values)
+from birdclef.settings import AugmentConfig
 
 
 def _rand(n: int, g: torch.Generator) -> torch.Tensor:

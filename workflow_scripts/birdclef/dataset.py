@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from birdclef.mel import MelConfig
 from birdclef.mel_shards import decode_mel, read_meta
+from birdclef.settings import MelConfig
 
 LABEL_COLUMNS = ["id", "offset_s", "row_id", "primary", "secondary", "weight"]
 

@@ -33,12 +33,11 @@ import pandas as pd
 
 from birdclef import SAMPLE_RATE, synth
 from birdclef.audio import read_audio, write_ogg
-from birdclef.config_keys import check_keys
 from birdclef.parallel import ordered_map
+from birdclef.settings import WINDOW_S, DemoConfig
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 5  # the competition scores 5 s windows of each soundscape
 
 _GENERA = (
     "Fictornis", "Synthia", "Simulornis", "Pseudocantor", "Virtualis", "Demonax",
@@ -51,52 +50,6 @@ _EPITHETS = (
 _INSECT_GENERA = ("Grylloidea", "Cicadina", "Stridulax", "Tettigonia")
 _AUTHORS = tuple(f"Recordist {chr(65 + i)}" for i in range(16))
 DUPLICATE_KINDS = ("exact", "reencoded", "gain", "trimmed")
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The knobs of the demo dataset; the ``demo:`` section of config.yaml."""
-
-    seed: int = 2026
-    n_species: int = 12
-    clips_per_species: tuple[int, int] = (8, 24)  # rarest and commonest class
-    clip_seconds: tuple[float, float] = (3.0, 40.0)
-    n_train_soundscapes: int = 16
-    n_test_soundscapes: int = 8
-    n_validation_soundscapes: int = 8
-    soundscape_seconds: int = 60
-    species_per_soundscape: tuple[int, int] = (1, 4)
-    secondary_prob: float = 0.25
-    voice_prob: float = 0.15
-    focal_snr_db: tuple[float, float] = (0.0, 20.0)
-    soundscape_snr_db: tuple[float, float] = (-10.0, 5.0)
-    n_duplicates: int = 8
-    messy: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DemoConfig:
-        """Build from a config mapping; lists become tuples, unknown keys are an error."""
-        check_keys(cls, d, "demo config")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    def __post_init__(self) -> None:
-        for name in (
-            "clips_per_species",
-            "clip_seconds",
-            "species_per_soundscape",
-            "focal_snr_db",
-            "soundscape_snr_db",
-        ):
-            lo, hi = getattr(self, name)
-            if lo > hi:
-                raise ValueError(f"demo.{name}: the first value ({lo}) must not exceed the second ({hi})")
-        if self.species_per_soundscape[1] > self.n_species:
-            raise ValueError(
-                f"demo.species_per_soundscape: at most {self.species_per_soundscape[1]} species "
-                f"per soundscape, but demo.n_species is {self.n_species}"
-            )
-        if self.soundscape_seconds % WINDOW_S:
-            raise ValueError(f"demo.soundscape_seconds: {self.soundscape_seconds} is not a multiple of {WINDOW_S}")
 
 
 @dataclass(frozen=True)

@@ -13,40 +13,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from birdclef.config_keys import check_keys
 from birdclef.dataset import MelShardDataset
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """The ``distill:`` section of config.yaml."""
-
-    distill_weight: float = 0.5  # share of the teachers' soft prediction in a labelled chunk's target
-    temperature: float = 1.0  # above 1 softens the teachers' predictions
-    pseudo_share: float = 0.3  # share of each epoch's samples drawn from pseudo-labelled windows
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.distill_weight <= 1:
-            raise ValueError(f"distill.distill_weight must be in [0, 1], got {self.distill_weight}")
-        if self.temperature <= 0:
-            raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
-        if not 0 <= self.pseudo_share < 1:
-            raise ValueError(f"distill.pseudo_share must be in [0, 1), got {self.pseudo_share}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DistillConfig:
-        check_keys(cls, values, "distill")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from birdclef.settings import DistillConfig
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:

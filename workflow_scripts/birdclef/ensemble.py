@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -43,52 +42,15 @@ from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.model_selection import GroupKFold
 
-from birdclef.config_keys import check_keys
 from birdclef.metrics import class_auc, macro_roc_auc
+from birdclef.settings import BLEND_SPACES, EnsembleConfig
 
 log = logging.getLogger(__name__)
 
-BLEND_SPACES = ("prob", "rank", "logit")
-FIT_METHODS = ("hill_climb", "coordinate", "equal")
 LOGIT_EPS = 1e-6
 COORDINATE_STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 MIN_GAIN = 1e-9  # a score must rise by more than float noise for a move to count
 WEIGHT_DIGITS = 6
-
-
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """The ``ensemble:`` section of config.yaml."""
-
-    method: str = "hill_climb"  # one of FIT_METHODS
-    space: str = "prob"  # one of BLEND_SPACES
-    n_iter: int = 50  # hill_climb: most additions; coordinate: most sweeps per step size
-    cv_folds: int = 5  # folds by soundscape for the cross-validated score (fewer if fewer soundscapes)
-    seed: int = 0  # shuffles soundscapes into folds
-
-    def __post_init__(self) -> None:
-        if self.method not in FIT_METHODS:
-            raise ValueError(f"ensemble.method must be one of {FIT_METHODS}, got {self.method!r}")
-        if self.space not in BLEND_SPACES:
-            raise ValueError(f"ensemble.space must be one of {BLEND_SPACES}, got {self.space!r}")
-        if not _is_int(self.n_iter) or self.n_iter < 1:
-            raise ValueError(f"ensemble.n_iter must be an integer >= 1, got {self.n_iter!r}")
-        if not _is_int(self.cv_folds) or self.cv_folds < 2:
-            raise ValueError(f"ensemble.cv_folds must be an integer >= 2, got {self.cv_folds!r}")
-        if not _is_int(self.seed):
-            raise ValueError(f"ensemble.seed must be an integer, got {self.seed!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EnsembleConfig:
-        check_keys(cls, values, "ensemble")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_space(space: str) -> None:

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from birdclef.dataset import MelShardDataset
-from birdclef.mel import MelConfig
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import load_model
+from birdclef.settings import MelConfig
 
 log = logging.getLogger(__name__)
 

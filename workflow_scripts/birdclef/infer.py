@@ -26,8 +26,9 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from birdclef.mel import MelConfig, MelFrontend
-from birdclef.mel_shards import ChunkConfig, audio_windows, soundscape_starts, window_row_id
+from birdclef.mel import MelFrontend
+from birdclef.mel_shards import audio_windows, soundscape_starts, window_row_id
+from birdclef.settings import ChunkConfig, MelConfig
 
 log = logging.getLogger(__name__)
 Predict = Callable[[np.ndarray], np.ndarray]  # mels (n x 1 x mels x frames) -> probabilities (n x classes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce", "focal", "ce")
+from birdclef.settings import LOSSES
 
 
 def per_sample_loss(

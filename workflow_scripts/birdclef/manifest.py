@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from birdclef.audio import AudioCheck, check_audio
+from birdclef.layout import list_audio_files
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,6 @@ def safe_audio_path(audio_root: Path, filename: str) -> Path | None:
     root = audio_root.resolve()
     path = (root / filename).resolve()
     return path if path.is_relative_to(root) else None
-
-
-def list_audio_files(audio_root: Path) -> list[str]:
-    """Every file under ``audio_root``, as a path relative to it, sorted.
-
-    Hidden files (``.DS_Store``, Snakemake's ``.snakemake_timestamp``) are not
-    recordings and are left out.
-    """
-    if not audio_root.is_dir():
-        return []
-    names = (p.relative_to(audio_root) for p in audio_root.rglob("*") if p.is_file())
-    return sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
 
 
 def build_manifest(

@@ -11,54 +11,11 @@ Defaults are the BirdCLEF 2024 winner's: 32 kHz, n_fft 1024, hop 500, 128 mels,
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 import torchaudio
 
-NORMALIZATIONS = ("none", "minmax", "standard")
-
-
-@dataclass(frozen=True)
-class MelConfig:
-    """The ``mel:`` section of config.yaml."""
-
-    sample_rate: int = 32_000
-    n_fft: int = 1024
-    hop_length: int = 500
-    n_mels: int = 128
-    f_min: float = 40.0
-    f_max: float = 15_000.0
-    power: float = 2.0
-    top_db: float | None = 80.0
-    normalization: str = "minmax"  # per chunk: none, minmax (to 0..1) or standard (zero mean, unit variance)
-
-    def __post_init__(self) -> None:
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"mel.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
-            raise ValueError(
-                f"mel.f_min < mel.f_max <= sample_rate / 2 is needed: {self.f_min}, {self.f_max}, {self.sample_rate}"
-            )
-
-    @classmethod
-    def from_dict(cls, values: dict) -> MelConfig:
-        return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @property
-    def hash(self) -> str:
-        """Short stable hash of every parameter; a cache built with other parameters has another hash."""
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
-
-    def n_frames(self, n_samples: int) -> int:
-        """Frames of a mel of ``n_samples`` samples (torchaudio's centred STFT)."""
-        return n_samples // self.hop_length + 1
+from birdclef.settings import MelConfig
 
 
 class MelFrontend:

@@ -25,7 +25,8 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from birdclef.mel import MelConfig, MelFrontend
+from birdclef.mel import MelFrontend
+from birdclef.settings import ChunkConfig, MelConfig
 from birdclef.tables import write_parquet
 
 log = logging.getLogger(__name__)
@@ -42,25 +43,6 @@ SCHEMA = pa.schema(
         ("mel", pa.binary()),
     ]
 )
-
-
-@dataclass(frozen=True)
-class ChunkConfig:
-    """The ``chunks:`` section of config.yaml."""
-
-    chunk_s: float = 5.0  # the window a model is trained on and predicts
-    context_s: float = 0.0  # audio added on each side of the window (e.g. 2.5)
-    chunks_per_clip: int = 3  # training chunks cut per clip, at its best windows
-    max_overlap: float = 0.5  # share of chunk_s two chunks of one clip may overlap
-    rescued_weight: float = 0.5  # sample weight of clips kept only to meet the class minimum
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ChunkConfig:
-        return cls(**values)
-
-    @property
-    def seconds(self) -> float:
-        return self.chunk_s + 2 * self.context_s
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

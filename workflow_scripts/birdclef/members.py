@@ -11,7 +11,6 @@ predicting by the mean of its folds. Its weight is fitted on one of two tables:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,22 +18,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef.dataset import MelShardDataset
-from birdclef.mel import MelConfig
-
-MEMBER = re.compile(r"(teacher|student(?:[2-9]|[1-9]\d+)?)/([A-Za-z0-9_-]+)")
-
-
-def parse_member(member: str) -> tuple[str, str]:
-    """``"student/regnety_sed"`` -> ``("student", "regnety_sed")``; round n's students are ``student<n>``."""
-    match = MEMBER.fullmatch(member)
-    if not match:
-        raise ValueError(f"ensemble member {member!r} is not <teacher|student|student<round>>/<model name>")
-    return match.group(1), match.group(2)
-
-
-def default_members(teachers: Sequence[str], students: Sequence[str], student_stage: str = "student") -> list[str]:
-    """Every teacher and the last round's students."""
-    return [f"teacher/{m}" for m in teachers] + [f"{student_stage}/{m}" for m in students]
+from birdclef.settings import MelConfig
 
 
 def validation_rows(

@@ -15,8 +15,7 @@ without the training config.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +23,7 @@ import timm
 import torch
 from torch import nn
 
-HEADS = ("linear", "conv1x1", "sed")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One named entry of ``models:`` in config.yaml."""
-
-    backbone: str = "efficientnet_b0"  # any timm model name
-    head: str = "sed"
-    dropout: float = 0.2
-    pretrained: str | None = None  # a local weights file (no model hub is reachable); None trains from scratch
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if not timm.is_model(self.backbone):
-            raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
-        if self.pretrained and not Path(self.pretrained).is_file():
-            raise ValueError(f"pretrained: {self.pretrained} is not a file")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        return cls(**values)
+from birdclef.settings import ModelConfig
 
 
 class BirdModel(nn.Module):
@@ -101,11 +78,3 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     model = BirdModel(cfg, len(payload["classes"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
-
-
-def by_model(paths: Iterable[str | Path]) -> dict[tuple[str, str], list[str]]:
-    """Files of the layout ``results/models/<stage>/<name>/fold<k>/<file>`` grouped by (stage, name), in order."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for path in map(Path, paths):
-        groups.setdefault((path.parents[2].name, path.parents[1].name), []).append(str(path))
-    return groups

@@ -19,65 +19,11 @@ classes); per file there are only row-index bounds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from birdclef.config_keys import check_keys
-
-WEIGHT_TOL = 1e-6
-
-
-def _weights(value: object, n: int, key: str) -> tuple[float, ...]:
-    """``value`` as a tuple of n non-negative floats summing to 1, or a ValueError naming ``postprocess.<key>``."""
-    problem = f"postprocess.{key} must be {n} non-negative weights summing to 1, got {value!r}"
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise ValueError(problem)
-    try:
-        weights = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(problem) from err
-    if len(weights) != n or not all(math.isfinite(w) and w >= 0 for w in weights) or abs(sum(weights) - 1) > WEIGHT_TOL:
-        raise ValueError(problem)
-    return weights
-
-
-@dataclass(frozen=True)
-class PostprocessConfig:
-    """The ``postprocess:`` section of config.yaml."""
-
-    smoothing: tuple[float, float, float] | None = (0.2, 0.6, 0.2)  # previous, self, next window; None: off
-    smoothing_edge: tuple[float, float] = (0.9, 0.1)  # self, the one neighbour: first and last window of a file
-    low_rank_power: float = 1.0  # power for the classes outside a file's top-k; 1: off
-    low_rank_top_k: int = 3  # classes per file, by their highest probability there, left as they are
-    file_max_weight: float = 0.0  # a in p * ((1 - a) + a * filemax); 0: off
-
-    def __post_init__(self) -> None:
-        # YAML gives lists; stored as tuples so the config stays hashable and immutable.
-        if self.smoothing is not None:
-            object.__setattr__(self, "smoothing", _weights(self.smoothing, 3, "smoothing"))
-        object.__setattr__(self, "smoothing_edge", _weights(self.smoothing_edge, 2, "smoothing_edge"))
-        power = self.low_rank_power
-        if isinstance(power, bool) or not isinstance(power, int | float) or not (math.isfinite(power) and power > 0):
-            raise ValueError(f"postprocess.low_rank_power must be > 0, got {power!r}")
-        top_k = self.low_rank_top_k
-        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-            raise ValueError(f"postprocess.low_rank_top_k must be an integer >= 1, got {top_k!r}")
-        a = self.file_max_weight
-        if isinstance(a, bool) or not isinstance(a, int | float) or not 0 <= a <= 1:
-            raise ValueError(f"postprocess.file_max_weight must be in [0, 1], got {a!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> PostprocessConfig:
-        check_keys(cls, values, "postprocess")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        # Lists, as config.yaml and JSON write them.
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+from birdclef.settings import PostprocessConfig, weights_summing_to_one
 
 
 def _checked(probs: np.ndarray, file_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,8 +60,8 @@ def smooth(
     p, starts, lengths = _checked(probs, file_ids)
     if weights is None or len(p) == 0:
         return p.copy()
-    w_prev, w_self, w_next = _weights(weights, 3, "smoothing")
-    e_self, e_other = _weights(edge, 2, "smoothing_edge")
+    w_prev, w_self, w_next = weights_summing_to_one(weights, 3, "smoothing")
+    e_self, e_other = weights_summing_to_one(edge, 2, "smoothing_edge")
     first = np.zeros(len(p), dtype=bool)
     first[starts] = True
     last = np.zeros(len(p), dtype=bool)

@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from birdclef.dataset import MelShardDataset
-from birdclef.mel import MelConfig
 from birdclef.models import load_model
+from birdclef.settings import MelConfig
 
 ID_COLUMNS = ["id", "offset_s", "row_id"]
 

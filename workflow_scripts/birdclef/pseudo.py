@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef.mel import MelConfig
 from birdclef.predict import ID_COLUMNS, predict_shards
+from birdclef.settings import MelConfig
 
 log = logging.getLogger(__name__)
 PSEUDO_COLUMNS = [*ID_COLUMNS, "keep", "max_prob", "teachers"]  # then one column per class

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -21,29 +20,11 @@ import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 
 from birdclef.parallel import ordered_map
+from birdclef.settings import FilterConfig
 
 log = logging.getLogger(__name__)
 
 SEGMENT_S = 3.0  # BirdNET's segment length
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    """The ``quality_filter:`` section of config.yaml."""
-
-    min_own_confidence: float = 0.1  # known species: drop when its own best confidence is below
-    min_active_fraction: float = 0.05  # unknown species: drop when fewer segments are active
-    min_clips_per_class: int = 5  # never keep fewer clips of a class than this (when it has them)
-    energy_min_hz: float = 2000.0  # the energy fallback looks above this frequency
-    activity_margin_db: float = 3.0  # a segment is active when its spectrum bumps this far above a noise fit
-    n_best_windows: int = 3  # best window starts kept per clip
-    window_s: float = 5.0  # length of the windows that later stages cut
-    birdnet_secondary: bool = False  # add species BirdNET hears with confidence as soft secondary labels
-    secondary_min_confidence: float = 0.8  # ... at or above this confidence
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FilterConfig:
-        return cls(**values)
 
 
 def is_animal(scientific_name: str | pd.Series, common_name: str | pd.Series) -> bool | pd.Series:

@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from birdclef.layout import list_audio_files
+
 
 def shard_of(clip_id: str, n_shards: int) -> int:
     """The shard (0 .. n_shards-1) of ``clip_id``."""
@@ -32,8 +34,6 @@ def shard_for(item_id: str, n_shards: int) -> str:
 
 def files_in_shard(inputs: Iterable[str | Path], n_shards: int, shard: str) -> list[Path]:
     """The files among ``inputs`` (files, or folders standing for every file under them) whose stem is in ``shard``."""
-    from birdclef.manifest import list_audio_files  # the one definition of "a recording under a folder"
-
     paths: list[Path] = []
     for item in map(Path, inputs):
         paths += [item / name for name in list_audio_files(item)] if item.is_dir() else [item]

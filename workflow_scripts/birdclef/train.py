@@ -31,51 +31,16 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
-from birdclef.augment import AugmentConfig, augment_batch
-from birdclef.config_keys import check_keys
+from birdclef.augment import augment_batch
 from birdclef.dataset import MelShardDataset
-from birdclef.distill import DistillConfig, DistilledChunks, PseudoWindows
-from birdclef.losses import LOSSES, weighted_loss
+from birdclef.distill import DistilledChunks, PseudoWindows
+from birdclef.losses import weighted_loss
 from birdclef.metrics import macro_roc_auc
-from birdclef.models import BirdModel, ModelConfig, save_model
+from birdclef.models import BirdModel, save_model
+from birdclef.settings import DistillConfig, ModelConfig, TrainConfig
 from birdclef.tables import write_parquet
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The ``train:`` section of config.yaml."""
-
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    warmup_epochs: float = 1.0
-    grad_clip: float = 5.0
-    loss: str = "bce"
-    focal_gamma: float = 2.0
-    secondary_target: float = 0.5
-    seed: int = 0
-    num_workers: int = 0
-    soup_epochs: int = 0  # > 0: the model kept is the average of the last soup_epochs epochs' weights
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"train.loss must be one of {LOSSES}, got {self.loss!r}")
-        if not 0 <= self.soup_epochs <= self.epochs:
-            raise ValueError(f"train.soup_epochs must be between 0 and epochs ({self.epochs}), got {self.soup_epochs}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        values = dict(values)
-        check_keys(cls, values, "train")
-        augment = AugmentConfig.from_dict(values.pop("augment", {}))
-        return cls(**values, augment=augment)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -86,14 +51,6 @@ class StudentData:
     soft: pd.DataFrame | None = None  # the teachers' out-of-fold predictions: id, offset_s, one column per class
     pseudo_shards: list[str | Path] = field(default_factory=list)  # soundscape mel shards
     pseudo_labels: pd.DataFrame | None = None  # pseudo_label's table: row_id, keep, one column per class
-
-
-def train_settings(train: dict, model_entry: dict) -> dict:
-    """The train section with a model entry's own ``train:`` keys laid over it (``augment`` key by key)."""
-    override = dict(model_entry.get("train") or {})
-    merged = {**train, **override}
-    merged["augment"] = {**train.get("augment", {}), **override.get("augment", {})}
-    return merged
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:

@@ -1,0 +1,502 @@
+"""The configuration layer: every section's settings as a dataclass, and the plan the workflow runs.
+
+Snakemake imports this module at every start (each dry-run, ``--lint``, ``--report``,
+and twice per job on a cluster node), so it is **stdlib only**: no numpy, no torch,
+no timm. ``resolve(config)`` turns a schema-validated config into one ``Plan``, and
+every cross-check that a JSON schema cannot express raises one ``ConfigError``
+naming the key.
+
+The JSON schema (``rules/schemas/config.schema.yaml``) is the one source of
+defaults; the dataclasses repeat them so that the package can be used without the
+workflow, and ``tests/test_settings.py`` holds the two together.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
+from pathlib import Path
+
+from birdclef import layout
+
+WINDOW_S = 5  # the competition scores 5 s windows of each soundscape
+HEADS = ("linear", "conv1x1", "sed")
+LOSSES = ("bce", "focal", "ce")
+NORMALIZATIONS = ("none", "minmax", "standard")
+BLEND_SPACES = ("prob", "rank", "logit")
+FIT_METHODS = ("hill_climb", "coordinate", "equal")
+WEIGHT_TOL = 1e-6
+TIMM_NAMES_FILE = Path(__file__).with_name("timm_models.txt")
+
+
+class ConfigError(ValueError):
+    """A config the workflow cannot run, with the key that is wrong in the message."""
+
+
+def check_keys(cls: type, values: Mapping, section: str) -> None:
+    """Raise ValueError naming ``section`` and every key of ``values`` that is not a field of ``cls``."""
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {section} keys: {sorted(unknown)}")
+
+
+# --- Data ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DemoConfig:
+    """The knobs of the demo dataset; the ``demo:`` section of config.yaml."""
+
+    seed: int = 2026
+    n_species: int = 12
+    clips_per_species: tuple[int, int] = (8, 24)  # rarest and commonest class
+    clip_seconds: tuple[float, float] = (3.0, 40.0)
+    n_train_soundscapes: int = 16
+    n_test_soundscapes: int = 8
+    n_validation_soundscapes: int = 8
+    soundscape_seconds: int = 60
+    species_per_soundscape: tuple[int, int] = (1, 4)
+    secondary_prob: float = 0.25
+    voice_prob: float = 0.15
+    focal_snr_db: tuple[float, float] = (0.0, 20.0)
+    soundscape_snr_db: tuple[float, float] = (-10.0, 5.0)
+    n_duplicates: int = 8
+    messy: bool = True
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> DemoConfig:
+        """Build from a config mapping; lists become tuples, unknown keys are an error."""
+        check_keys(cls, d, "demo config")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def __post_init__(self) -> None:
+        for name in (
+            "clips_per_species",
+            "clip_seconds",
+            "species_per_soundscape",
+            "focal_snr_db",
+            "soundscape_snr_db",
+        ):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"demo.{name}: the first value ({lo}) must not exceed the second ({hi})")
+        if self.species_per_soundscape[1] > self.n_species:
+            raise ValueError(
+                f"demo.species_per_soundscape: at most {self.species_per_soundscape[1]} species "
+                f"per soundscape, but demo.n_species is {self.n_species}"
+            )
+        if self.soundscape_seconds % WINDOW_S:
+            raise ValueError(f"demo.soundscape_seconds: {self.soundscape_seconds} is not a multiple of {WINDOW_S}")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The ``quality_filter:`` section of config.yaml."""
+
+    min_own_confidence: float = 0.1  # known species: drop when its own best confidence is below
+    min_active_fraction: float = 0.05  # unknown species: drop when fewer segments are active
+    min_clips_per_class: int = 5  # never keep fewer clips of a class than this (when it has them)
+    energy_min_hz: float = 2000.0  # the energy fallback looks above this frequency
+    activity_margin_db: float = 3.0  # a segment is active when its spectrum bumps this far above a noise fit
+    n_best_windows: int = 3  # best window starts kept per clip
+    window_s: float = 5.0  # length of the windows that later stages cut (chunks.chunk_s, not a key of its own)
+    birdnet_secondary: bool = False  # add species BirdNET hears with confidence as soft secondary labels
+    secondary_min_confidence: float = 0.8  # ... at or above this confidence
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> FilterConfig:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    """The ``chunks:`` section of config.yaml."""
+
+    chunk_s: float = 5.0  # the window a model is trained on and predicts
+    context_s: float = 0.0  # audio added on each side of the window (e.g. 2.5)
+    chunks_per_clip: int = 3  # training chunks cut per clip, at its best windows
+    max_overlap: float = 0.5  # share of chunk_s two chunks of one clip may overlap
+    rescued_weight: float = 0.5  # sample weight of clips kept only to meet the class minimum
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> ChunkConfig:
+        return cls(**values)
+
+    @property
+    def seconds(self) -> float:
+        return self.chunk_s + 2 * self.context_s
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """The ``mel:`` section of config.yaml."""
+
+    sample_rate: int = 32_000
+    n_fft: int = 1024
+    hop_length: int = 500
+    n_mels: int = 128
+    f_min: float = 40.0
+    f_max: float = 15_000.0
+    power: float = 2.0
+    top_db: float | None = 80.0
+    normalization: str = "minmax"  # per chunk: none, minmax (to 0..1) or standard (zero mean, unit variance)
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"mel.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ValueError(
+                f"mel.f_min < mel.f_max <= sample_rate / 2 is needed: {self.f_min}, {self.f_max}, {self.sample_rate}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> MelConfig:
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def hash(self) -> str:
+        """Short stable hash of every parameter; a cache built with other parameters has another hash."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a mel of ``n_samples`` samples (torchaudio's centred STFT)."""
+        return n_samples // self.hop_length + 1
+
+
+# --- Models and training ----------------------------------------------------------------
+@functools.cache
+def timm_model_names() -> frozenset[str]:
+    """Every architecture name of the pinned timm, from a list made from timm itself (tests keep it current).
+
+    Checking names against a file keeps timm (and torch) out of every Snakemake start.
+    """
+    return frozenset(TIMM_NAMES_FILE.read_text().split())
+
+
+def is_timm_model(name: str) -> bool:
+    """Whether ``name`` (optionally with a pretrained tag, ``efficientnet_b0.ra_in1k``) is a timm architecture."""
+    return name.split(".", 1)[0] in timm_model_names()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One named entry of ``models:`` in config.yaml."""
+
+    backbone: str = "efficientnet_b0"  # any timm model name
+    head: str = "sed"
+    dropout: float = 0.2
+    pretrained: str | None = None  # a local weights file (no model hub is reachable); None trains from scratch
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if not is_timm_model(self.backbone):
+            raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ValueError(f"pretrained: {self.pretrained} is not a file")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> ModelConfig:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The ``augment:`` section of a training config."""
+
+    mixup_p: float = 0.5
+    mixup_alpha: float = 0.5  # Beta(alpha, alpha) for the mixing weight
+    cutmix_p: float = 0.0
+    label_rule: str = "max"  # mix or max
+    mask_p: float = 0.5
+    freq_masks: int = 2
+    freq_mask_max: int = 12  # mel bands per mask, at most
+    time_masks: int = 2
+    time_mask_max: int = 30  # frames per mask, at most
+    gain_p: float = 0.3
+    gain_range: float = 0.2  # factor in 1 +- gain_range
+
+    def __post_init__(self) -> None:
+        if self.label_rule not in ("mix", "max"):
+            raise ValueError(f"augment.label_rule must be mix or max, got {self.label_rule!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> AugmentConfig:
+        check_keys(cls, values, "train.augment")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train:`` section of config.yaml."""
+
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 1.0
+    grad_clip: float = 5.0
+    loss: str = "bce"
+    focal_gamma: float = 2.0
+    secondary_target: float = 0.5
+    seed: int = 0
+    num_workers: int = 0
+    soup_epochs: int = 0  # > 0: the model kept is the average of the last soup_epochs epochs' weights
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"train.loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0 <= self.soup_epochs <= self.epochs:
+            raise ValueError(f"train.soup_epochs must be between 0 and epochs ({self.epochs}), got {self.soup_epochs}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> TrainConfig:
+        values = dict(values)
+        check_keys(cls, values, "train")
+        augment = AugmentConfig.from_dict(values.pop("augment", {}))
+        return cls(**values, augment=augment)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_settings(train: Mapping, model_entry: Mapping) -> dict:
+    """The train section with a model entry's own ``train:`` keys laid over it (``augment`` key by key)."""
+    override = dict(model_entry.get("train") or {})
+    merged = {**train, **override}
+    merged["augment"] = {**train.get("augment", {}), **override.get("augment", {})}
+    return merged
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The ``distill:`` section of config.yaml."""
+
+    distill_weight: float = 0.5  # share of the teachers' soft prediction in a labelled chunk's target
+    temperature: float = 1.0  # above 1 softens the teachers' predictions
+    pseudo_share: float = 0.3  # share of each epoch's samples drawn from pseudo-labelled windows
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill.distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.temperature <= 0:
+            raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.pseudo_share < 1:
+            raise ValueError(f"distill.pseudo_share must be in [0, 1), got {self.pseudo_share}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> DistillConfig:
+        check_keys(cls, values, "distill")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- Ensemble and post-processing -------------------------------------------------------
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """The ``ensemble:`` section of config.yaml (``members`` is resolved into the plan)."""
+
+    method: str = "hill_climb"  # one of FIT_METHODS
+    space: str = "prob"  # one of BLEND_SPACES
+    n_iter: int = 50  # hill_climb: most additions; coordinate: most sweeps per step size
+    cv_folds: int = 5  # folds by soundscape for the cross-validated score (fewer if fewer soundscapes)
+    seed: int = 0  # shuffles soundscapes into folds
+
+    def __post_init__(self) -> None:
+        if self.method not in FIT_METHODS:
+            raise ValueError(f"ensemble.method must be one of {FIT_METHODS}, got {self.method!r}")
+        if self.space not in BLEND_SPACES:
+            raise ValueError(f"ensemble.space must be one of {BLEND_SPACES}, got {self.space!r}")
+        if not _is_int(self.n_iter) or self.n_iter < 1:
+            raise ValueError(f"ensemble.n_iter must be an integer >= 1, got {self.n_iter!r}")
+        if not _is_int(self.cv_folds) or self.cv_folds < 2:
+            raise ValueError(f"ensemble.cv_folds must be an integer >= 2, got {self.cv_folds!r}")
+        if not _is_int(self.seed):
+            raise ValueError(f"ensemble.seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> EnsembleConfig:
+        check_keys(cls, values, "ensemble")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def weights_summing_to_one(value: object, n: int, key: str) -> tuple[float, ...]:
+    """``value`` as a tuple of n non-negative floats summing to 1, or a ValueError naming ``postprocess.<key>``."""
+    problem = f"postprocess.{key} must be {n} non-negative weights summing to 1, got {value!r}"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) and not hasattr(value, "__array__"):
+        raise ValueError(problem)
+    try:
+        weights = tuple(float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(problem) from err
+    if len(weights) != n or not all(math.isfinite(w) and w >= 0 for w in weights) or abs(sum(weights) - 1) > WEIGHT_TOL:
+        raise ValueError(problem)
+    return weights
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """The ``postprocess:`` section of config.yaml."""
+
+    smoothing: tuple[float, float, float] | None = (0.2, 0.6, 0.2)  # previous, self, next window; None: off
+    smoothing_edge: tuple[float, float] = (0.9, 0.1)  # self, the one neighbour: first and last window of a file
+    low_rank_power: float = 1.0  # power for the classes outside a file's top-k; 1: off
+    low_rank_top_k: int = 3  # classes per file, by their highest probability there, left as they are
+    file_max_weight: float = 0.0  # a in p * ((1 - a) + a * filemax); 0: off
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; stored as tuples so the config stays hashable and immutable.
+        if self.smoothing is not None:
+            object.__setattr__(self, "smoothing", weights_summing_to_one(self.smoothing, 3, "smoothing"))
+        object.__setattr__(self, "smoothing_edge", weights_summing_to_one(self.smoothing_edge, 2, "smoothing_edge"))
+        power = self.low_rank_power
+        if isinstance(power, bool) or not isinstance(power, Real) or not (math.isfinite(power) and power > 0):
+            raise ValueError(f"postprocess.low_rank_power must be > 0, got {power!r}")
+        if not _is_int(self.low_rank_top_k) or self.low_rank_top_k < 1:
+            raise ValueError(f"postprocess.low_rank_top_k must be an integer >= 1, got {self.low_rank_top_k!r}")
+        a = self.file_max_weight
+        if isinstance(a, bool) or not isinstance(a, Real) or not 0 <= a <= 1:
+            raise ValueError(f"postprocess.file_max_weight must be in [0, 1], got {a!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> PostprocessConfig:
+        check_keys(cls, values, "postprocess")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        # Lists, as config.yaml and JSON write them.
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# --- The plan -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A named model: its architecture and its train section merged with the entry's own overrides."""
+
+    model: ModelConfig
+    train: TrainConfig
+
+    def params(self) -> tuple[dict, dict]:
+        """Plain dicts for a rule's params (a changed knob reruns exactly this model's jobs)."""
+        return asdict(self.model), self.train.to_dict()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the rules need to know about a config, resolved and cross-checked once."""
+
+    demo: DemoConfig
+    mel: MelConfig
+    chunks: ChunkConfig
+    models: dict[str, ResolvedModel]
+    folds: list[int]
+    teachers: list[str]
+    students: list[str]
+    rounds: int
+    student_stages: list[str]  # student, student2, ... one per pseudo-label round
+    pseudo_teachers: list[str]  # round 1's pseudo-labellers (names under models)
+    pseudo_teacher_weights: dict[str, float]
+    distill: DistillConfig
+    ensemble: EnsembleConfig
+    ensemble_members: list[str]  # <stage>/<name>
+    postprocess: PostprocessConfig
+
+    @property
+    def final_student_stage(self) -> str:
+        return self.student_stages[-1]
+
+    def stage_models(self, stage: str) -> list[str]:
+        """The model names trained in a stage: the teachers, or every round's students."""
+        return self.teachers if stage == "teacher" else self.students
+
+    def round_teachers(self, round_: int) -> tuple[str, list[str]]:
+        """The stage and model names that pseudo-label and distil in a round (round n > 1: round n-1's students)."""
+        if round_ == 1:
+            return "teacher", self.pseudo_teachers
+        return layout.student_stage(round_ - 1), self.students
+
+    def round_teacher_weights(self, round_: int) -> dict[str, float]:
+        """pseudo_label.teacher_weights name round 1's teachers; later rounds' teachers (students) weigh alike."""
+        return self.pseudo_teacher_weights if round_ == 1 else {}
+
+
+def _section(cls: type, values: Mapping, key: str):
+    try:
+        return cls.from_dict(values)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"Invalid config: {key}: {err}") from None
+
+
+def resolve(config: Mapping) -> Plan:
+    """The plan of a schema-validated config; a cross-check that fails raises ConfigError naming the key."""
+    birdnet = config["birdnet"]
+    if (birdnet["lat"] is None) != (birdnet["lon"] is None) or (birdnet["week"] is not None and birdnet["lat"] is None):
+        raise ConfigError("Invalid config: birdnet.lat and birdnet.lon go together (and birdnet.week needs them)")
+
+    models = {}
+    for name, entry in config["models"].items():
+        model = _section(ModelConfig, {k: v for k, v in entry.items() if k != "train"}, f"models.{name}")
+        train = _section(TrainConfig, train_settings(config["train"], entry), f"models.{name}")
+        models[name] = ResolvedModel(model, train)
+
+    pseudo = config["pseudo_label"]
+    teachers, students = list(config["teachers"]), list(config["students"])
+    pseudo_teachers = list(pseudo["teachers"] or teachers)
+    for key, names in [
+        ("teachers", teachers),
+        ("pseudo_label", [*pseudo_teachers, *pseudo["teacher_weights"]]),
+        ("students", students),
+    ]:
+        for name in names:
+            if name not in models:
+                raise ConfigError(f"Invalid config: {key}: {name!r} is not a name under models ({', '.join(models)})")
+
+    rounds = pseudo["rounds"]
+    student_stages = [layout.student_stage(r) for r in range(1, rounds + 1)]
+    members = list(config["ensemble"]["members"] or layout.default_members(teachers, students, student_stages[-1]))
+    for member in members:
+        try:
+            stage, name = layout.parse_member(member)
+        except ValueError as err:
+            raise ConfigError(f"Invalid config: ensemble.members: {err}") from None
+        trained = teachers if stage == "teacher" else students
+        if stage not in ["teacher", *student_stages] or name not in trained:
+            raise ConfigError(
+                f"Invalid config: ensemble.members: {member!r} is not a trained model "
+                f"(teachers: {teachers}, students: {students} in stages {student_stages})"
+            )
+
+    return Plan(
+        demo=_section(DemoConfig, config["demo"], "demo"),
+        mel=_section(MelConfig, config["mel"], "mel"),
+        chunks=_section(ChunkConfig, config["chunks"], "chunks"),
+        models=models,
+        folds=list(range(config["folds"]["n_folds"])),
+        teachers=teachers,
+        students=students,
+        rounds=rounds,
+        student_stages=student_stages,
+        pseudo_teachers=pseudo_teachers,
+        pseudo_teacher_weights=dict(pseudo["teacher_weights"]),
+        distill=_section(DistillConfig, config["distill"], "distill"),
+        ensemble=_section(EnsembleConfig, {k: v for k, v in config["ensemble"].items() if k != "members"}, "ensemble"),
+        ensemble_members=members,
+        postprocess=_section(PostprocessConfig, config["postprocess"], "postprocess"),
+    )
