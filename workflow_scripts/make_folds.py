@@ -6,6 +6,7 @@ import pandas as pd
 
 from birdclef.folds import assign_folds
 from birdclef.logs import run_logged
+from birdclef.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ def main(smk) -> None:
     clips = pd.read_parquet(smk.input[0])
     kept = clips[clips["keep"]]
     folds = assign_folds(kept, **smk.params.folds)
-    folds.to_csv(smk.output[0], index=False)
+    write_csv(folds, smk.output[0], index=False)
     per_fold = (
         kept.merge(folds, on="clip_id")
         .groupby("fold")

@@ -5,7 +5,7 @@ import pandas as pd
 from birdclef.dedup import dedup_filtered
 from birdclef.logs import run_logged
 from birdclef.plots import plot_duplicates
-from birdclef.tables import write_parquet
+from birdclef.tables import write_csv, write_parquet
 
 
 def main(smk) -> None:
@@ -18,7 +18,7 @@ def main(smk) -> None:
         duration_tol_s=cfg["duration_tol_s"],
     )
     write_parquet(clips, smk.output.clips)
-    duplicates.to_csv(smk.output.duplicates, index=False)
+    write_csv(duplicates, smk.output.duplicates, index=False)
     plot_duplicates(clips, duplicates, pairs["similarity"], smk.output.plot)
 
 

@@ -14,6 +14,7 @@ from birdclef.layout import list_audio_files, member_of
 from birdclef.logs import run_logged
 from birdclef.postprocess import postprocess
 from birdclef.settings import ChunkConfig, MelConfig, PostprocessConfig
+from birdclef.tables import write_csv
 
 log = logging.getLogger("infer")
 
@@ -40,8 +41,8 @@ def main(smk) -> None:
     files = test_files(smk.input.audio)
     if not files:
         log.warning("no test soundscapes in %s: writing an empty submission", smk.params.infer["test_soundscapes"])
-        sample.iloc[:0].to_csv(smk.output.submission, index=False)
-        pd.DataFrame(columns=REJECTED_COLUMNS).to_csv(smk.output.rejected, index=False)
+        write_csv(sample.iloc[:0], smk.output.submission, index=False)
+        write_csv(pd.DataFrame(columns=REJECTED_COLUMNS), smk.output.rejected, index=False)
         return
 
     fitted = json.loads(Path(smk.input.weights).read_text())
@@ -74,8 +75,8 @@ def main(smk) -> None:
     no_audio = "in sample_submission.csv but no audio for it"
     filled["reason"] = [by_stem[f]["reason"] if f in by_stem else no_audio for f in filled["file"]]
     filled["file"] = [by_stem[f]["file"] if f in by_stem else f for f in filled["file"]]
-    submission.to_csv(smk.output.submission, index=False)
-    filled[REJECTED_COLUMNS].to_csv(smk.output.rejected, index=False)
+    write_csv(submission, smk.output.submission, index=False)
+    write_csv(filled[REJECTED_COLUMNS], smk.output.rejected, index=False)
     log.info(
         "wrote %d rows (%d predicted, %d filled with the class prior from %d files) to %s",
         len(submission),

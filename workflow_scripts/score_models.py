@@ -8,6 +8,7 @@ from birdclef.layout import member_of, parse_member
 from birdclef.logs import run_logged
 from birdclef.metrics import score_against_solution
 from birdclef.plots import plot_model_scores
+from birdclef.tables import write_csv
 
 log = logging.getLogger("score_models")
 
@@ -22,8 +23,8 @@ def main(smk) -> None:
         per_class[f"{stage}/{name}"] = by_class
         log.info("%s %s: macro ROC-AUC %.4f on %d windows", stage, name, score, len(solution))
     scores = pd.DataFrame(rows)
-    scores.to_csv(smk.output.scores, index=False)
-    pd.DataFrame(per_class).rename_axis("class").to_csv(smk.output.per_class)
+    write_csv(scores, smk.output.scores, index=False)
+    write_csv(pd.DataFrame(per_class).rename_axis("class"), smk.output.per_class)
     plot_model_scores(scores, smk.output.plot)
 
 

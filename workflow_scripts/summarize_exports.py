@@ -9,6 +9,7 @@ import pandas as pd
 from birdclef.layout import member_of
 from birdclef.logs import run_logged
 from birdclef.plots import plot_export
+from birdclef.tables import write_csv
 
 log = logging.getLogger("export_summary")
 
@@ -22,7 +23,7 @@ def main(smk) -> None:
         row |= {f"windows_per_s_{k}": v for k, v in q["windows_per_s"].items()}
         rows.append(row)
         log.info("%s: %s (%s)", member, q["choice"].upper(), q["reason"])
-    pd.DataFrame(rows).to_csv(smk.output.table, index=False)
+    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
     plot_export(quant, smk.output.plot)
 
 

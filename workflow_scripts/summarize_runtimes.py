@@ -5,6 +5,7 @@ import logging
 from birdclef.logs import run_logged
 from birdclef.plots import plot_runtimes
 from birdclef.runtimes import per_rule, read_benchmarks
+from birdclef.tables import write_csv
 
 log = logging.getLogger("runtimes")
 
@@ -12,7 +13,7 @@ log = logging.getLogger("runtimes")
 def main(smk) -> None:
     jobs = read_benchmarks(smk.params.benchmarks)
     jobs = jobs[jobs["rule"] != "runtimes"]  # this rule's own file is from the run before, if any
-    jobs.to_csv(smk.output.table, index=False)
+    write_csv(jobs, smk.output.table, index=False)
     for rule, row in per_rule(jobs).iterrows():
         log.info("%-28s %8.1f s in %3d job(s), slowest %.1f s", rule, row["total"], row["jobs"], row["slowest"])
     plot_runtimes(jobs, smk.output.plot)

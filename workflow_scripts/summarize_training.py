@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from birdclef.atomic import atomic_path
 from birdclef.logs import run_logged
 from birdclef.metrics import OOF_ID_COLUMNS, score_predictions
 from birdclef.plots import plot_training
@@ -29,8 +30,8 @@ def main(smk) -> None:
         "seconds_per_epoch": sum(m["seconds_per_epoch"] for m in metrics) / len(metrics),
         "device": metrics[0]["device"],
     }
-    with open(smk.output.summary, "w") as f:
-        json.dump(summary, f, indent=2)
+    with atomic_path(smk.output.summary) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))  # as json.dump wrote it: NaN stays NaN
     log.info("%s", json.dumps(summary, indent=2))
     score = summary["oof_macro_roc_auc"]
     title = f"{smk.wildcards.stage} {smk.wildcards.model}: pooled out-of-fold macro ROC-AUC {score:.3f}"

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from birdclef.atomic import atomic_path
+
 _BLOCK = 32_000  # frames per write/read call; see write_ogg
 
 
@@ -21,9 +23,9 @@ def write_ogg(path: str | Path, audio: np.ndarray, sr: int, quality: float | Non
     """
     audio = np.asarray(audio, dtype=np.float32)
     channels = 1 if audio.ndim == 1 else audio.shape[1]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     kwargs = {} if quality is None else {"compression_level": 1.0 - quality}
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=channels, format="OGG", subtype="VORBIS", **kwargs) as f:
+    ogg = {"samplerate": sr, "channels": channels, "format": "OGG", "subtype": "VORBIS", **kwargs}
+    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", **ogg) as f:
         for start in range(0, len(audio), _BLOCK):
             f.write(audio[start : start + _BLOCK])
 

@@ -18,6 +18,10 @@ Layout written under ``out_dir``::
 The labelled validation soundscapes are a second draw like the test set: what
 ensemble weights and the INT8 gate are fitted on, so that the test score
 (``solution.csv``) stays a held-out figure.
+
+Every table is written atomically, and each audio folder is filled as a hidden
+temporary folder that replaces the old one only when it is complete
+(``birdclef.atomic``): a killed run never leaves half a dataset that looks whole.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ import numpy as np
 import pandas as pd
 
 from birdclef import SAMPLE_RATE, synth
+from birdclef.atomic import atomic_dir, atomic_path
 from birdclef.audio import read_audio, write_ogg
 from birdclef.parallel import ordered_map
 from birdclef.settings import WINDOW_S, DemoConfig
+from birdclef.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +266,8 @@ def plant_duplicates(cfg: DemoConfig, plans: list[ClipPlan], audio_dir: Path) ->
         new_name = f"{plan.filename.split('/')[0]}/XC{900_000 + k:06d}.ogg"
         src_path, dst_path = audio_dir / plan.filename, audio_dir / new_name
         if kind == "exact":
-            shutil.copyfile(src_path, dst_path)
+            with atomic_path(dst_path) as tmp:
+                shutil.copyfile(src_path, tmp)
         else:
             audio, sr = read_audio(src_path)
             if kind == "reencoded":
@@ -309,13 +316,13 @@ def plant_messy(
     p = clip(0, 6.0)
     path = write(p, f"{label}/XC990001.ogg")
     data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * 0.6)])
+    _write_bytes(path, data[: int(len(data) * 0.6)])
     add("truncated", f"{label}/XC990001.ogg", "rejected", p)
 
-    (audio_dir / label / "XC990002.ogg").write_bytes(b"")
+    _write_bytes(audio_dir / label / "XC990002.ogg", b"")
     add("zero_length", f"{label}/XC990002.ogg", "rejected", clip(1, 5.0))
 
-    (audio_dir / label / "XC990003.ogg").write_text("<html><body>404 Not Found</body></html>\n")
+    _write_bytes(audio_dir / label / "XC990003.ogg", b"<html><body>404 Not Found</body></html>\n")
     add("not_audio", f"{label}/XC990003.ogg", "rejected", clip(2, 5.0))
 
     p = clip(3, 8.0, sample_rate=48_000, channels=2)
@@ -341,6 +348,11 @@ def plant_messy(
 
 
 # --- writing the dataset ----------------------------------------------------
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _train_row(plan: ClipPlan, species: list[Species], rng: np.random.Generator, filename: str, **over: str) -> dict:
@@ -391,36 +403,35 @@ def _run_all(fn: Callable, tasks: Iterable, workers: int, what: str) -> list:
 def generate(out_dir: str | Path, cfg: DemoConfig, workers: int = 1) -> dict:
     """Write the whole demo dataset under ``out_dir``; returns a summary of counts."""
     out_dir = Path(out_dir)
-    audio_dir = out_dir / "train_audio"
-    for sub in ("train_audio", "train_soundscapes", "test_soundscapes", "validation_soundscapes"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
     species = make_species(cfg)
     labels = [s.primary_label for s in species]
-    pd.DataFrame(
-        [{**{k: v for k, v in asdict(s).items() if k != "call"}, "inat_taxon_id": ""} for s in species]
-    ).to_csv(out_dir / "taxonomy.csv", index=False)
+    taxonomy = [{**{k: v for k, v in asdict(s).items() if k != "call"}, "inat_taxon_id": ""} for s in species]
+    write_csv(pd.DataFrame(taxonomy), out_dir / "taxonomy.csv", index=False)
 
     plans = plan_train_clips(cfg, species)
     log.info("rendering %d training clips (%.0f s of audio)", len(plans), sum(p.seconds for p in plans))
-    _run_all(_render_and_write_clip, ((p, species, cfg.seed, audio_dir) for p in plans), workers, "train_audio")
-
-    row_rng = _rng(cfg.seed, 5)
-    rows = [_train_row(p, species, row_rng, p.filename) for p in plans]
-    dup_rows, dup_truth = plant_duplicates(cfg, plans, audio_dir)
-    rows += [_train_row(r["plan"], species, row_rng, r["filename"]) for r in dup_rows]
-    pd.DataFrame(dup_truth, columns=["original", "duplicate", "kind"]).to_csv(
-        out_dir / "duplicates_truth.csv", index=False
+    with atomic_dir(out_dir / "train_audio") as audio_dir:  # train_audio/ appears with every file planted
+        _run_all(_render_and_write_clip, ((p, species, cfg.seed, audio_dir) for p in plans), workers, "train_audio")
+        row_rng = _rng(cfg.seed, 5)
+        rows = [_train_row(p, species, row_rng, p.filename) for p in plans]
+        dup_rows, dup_truth = plant_duplicates(cfg, plans, audio_dir)
+        rows += [_train_row(r["plan"], species, row_rng, r["filename"]) for r in dup_rows]
+        messy_truth: list[dict] = []
+        if cfg.messy:
+            messy_rows, messy_truth = plant_messy(cfg, species, audio_dir, len(plans))
+            for r in messy_rows:
+                over = {k: v for k, v in r.items() if k not in ("plan", "filename")}
+                rows.append(_train_row(r["plan"], species, row_rng, r["filename"], **over))
+    write_csv(
+        pd.DataFrame(dup_truth, columns=["original", "duplicate", "kind"]),
+        out_dir / "duplicates_truth.csv",
+        index=False,
     )
-
-    messy_truth: list[dict] = []
-    if cfg.messy:
-        messy_rows, messy_truth = plant_messy(cfg, species, audio_dir, len(plans))
-        for r in messy_rows:
-            over = {k: v for k, v in r.items() if k not in ("plan", "filename")}
-            rows.append(_train_row(r["plan"], species, row_rng, r["filename"], **over))
-    pd.DataFrame(messy_truth, columns=["filename", "kind", "expected"]).to_csv(out_dir / "messy_truth.csv", index=False)
+    write_csv(
+        pd.DataFrame(messy_truth, columns=["filename", "kind", "expected"]), out_dir / "messy_truth.csv", index=False
+    )
     train = pd.DataFrame(rows).sort_values("filename", kind="stable").reset_index(drop=True)
-    train.to_csv(out_dir / "train.csv", index=False)
+    write_csv(train, out_dir / "train.csv", index=False)
 
     # Each set has its own random stream, so adding one leaves the others' files as they were.
     for stream, count, sub, prefix in (
@@ -430,9 +441,9 @@ def generate(out_dir: str | Path, cfg: DemoConfig, workers: int = 1) -> dict:
     ):
         ss_plans = plan_soundscapes(cfg, species, stream, count, prefix)
         log.info("rendering %d %s of %d s", count, sub, cfg.soundscape_seconds)
-        truths = _run_all(
-            _render_and_write_soundscape, ((p, species, cfg, out_dir / sub) for p in ss_plans), workers, sub
-        )
+        with atomic_dir(out_dir / sub) as sub_dir:
+            tasks = ((p, species, cfg, sub_dir) for p in ss_plans)
+            truths = _run_all(_render_and_write_soundscape, tasks, workers, sub)
         if stream == 2:
             _write_solution(out_dir, ss_plans, truths, labels, "solution.csv", "sample_submission.csv")
         elif stream == 3:
@@ -462,8 +473,8 @@ def _write_solution(
     truth = np.concatenate(truths) if truths else np.zeros((0, len(labels)), dtype=np.int8)
     solution = pd.DataFrame(truth, columns=labels)
     solution.insert(0, "row_id", row_ids)
-    solution.to_csv(out_dir / solution_name, index=False)
+    write_csv(solution, out_dir / solution_name, index=False)
     if sample_name:
         sample = solution.copy()
         sample[labels] = 0.0
-        sample.to_csv(out_dir / sample_name, index=False)
+        write_csv(sample, out_dir / sample_name, index=False)

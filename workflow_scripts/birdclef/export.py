@@ -32,6 +32,7 @@ import openvino as ov
 import torch
 from torch import nn
 
+from birdclef.atomic import atomic_path
 from birdclef.dataset import MelShardDataset
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import load_model
@@ -98,15 +99,12 @@ def _save_ir(model: ov.Model, xml_path: str | Path) -> None:
 
     Snakemake removes the outputs of a job that fails, but not of one killed with the
     whole run (power loss, SIGKILL, a cluster's time limit): a half-written pair must
-    never sit under the final names. The .bin is renamed first, so a final .xml implies
-    its final .bin. OpenVINO finds the weights by the .xml's name, not by a path inside it.
+    never sit under the final names. ``atomic_path`` renames the .bin that ``save_model``
+    writes beside the temporary .xml first, so a final .xml implies its final .bin.
+    OpenVINO finds the weights by the .xml's name, not by a path inside it.
     """
-    xml_path = Path(xml_path)
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_xml = xml_path.with_name(f".{xml_path.stem}.partial.xml")
-    ov.save_model(model, tmp_xml, compress_to_fp16=False)
-    tmp_xml.with_suffix(".bin").replace(xml_path.with_suffix(".bin"))
-    tmp_xml.replace(xml_path)
+    with atomic_path(xml_path) as tmp:
+        ov.save_model(model, tmp, compress_to_fp16=False)
 
 
 def export_fp32(member: nn.Module, n_mels: int, n_frames: int, xml_path: str | Path) -> ov.Model:

@@ -205,7 +205,8 @@ def _clip_row(row: dict, path: Path, data_dir: Path, result: AudioCheck) -> dict
 def write_manifest(result: ManifestResult, clips_path: str | Path, rejected_path: str | Path) -> None:
     """Write the two tables; the clips as Parquet, the rejected as CSV for people to read."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from birdclef.tables import write_csv, write_parquet
 
     schema = pa.schema(
         [
@@ -224,7 +225,5 @@ def write_manifest(result: ManifestResult, clips_path: str | Path, rejected_path
             ("rating", pa.float64()),
         ]
     )
-    table = pa.Table.from_pandas(result.clips, schema=schema, preserve_index=False)
-    Path(clips_path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, clips_path, compression="zstd")
-    result.rejected.to_csv(rejected_path, index=False)
+    write_parquet(result.clips, clips_path, schema=schema)
+    write_csv(result.rejected, rejected_path, index=False)

@@ -23,6 +23,7 @@ import timm
 import torch
 from torch import nn
 
+from birdclef.atomic import atomic_path
 from birdclef.settings import ModelConfig
 
 
@@ -64,11 +65,9 @@ class BirdModel(nn.Module):
 
 def save_model(path: str | Path, model: BirdModel, classes: list[str], extra: dict | None = None) -> None:
     """State dict, model config and class list (plus ``extra`` plain values), loadable with weights_only=True."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     payload = {"state_dict": model.state_dict(), "model_config": asdict(model.cfg), "classes": list(classes)}
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    torch.save({**payload, **(extra or {})}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({**payload, **(extra or {})}, tmp)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[BirdModel, dict]:

@@ -15,15 +15,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from birdclef.atomic import atomic_path  # noqa: E402
 from birdclef.runtimes import per_rule as runtimes_per_rule  # noqa: E402
 
 KEPT, RESCUED, DROPPED = "#2a9d8f", "#e9c46a", "#e76f51"
 
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # the same name inside a hidden folder: savefig picks PNG by the suffix
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _class_height(n_classes: int) -> float:

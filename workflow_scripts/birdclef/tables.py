@@ -1,15 +1,16 @@
-"""Writing tables between stages: atomically, so an interrupted job never leaves half a file."""
+"""Writing tables between stages: atomically (``birdclef.atomic``), so an interrupted job never leaves half a file."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from birdclef.atomic import atomic_path
 
 
 def write_parquet(
@@ -27,14 +28,14 @@ def write_parquet(
         table = pa.Table.from_pandas(table, schema=schema, preserve_index=False)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def write_csv(table: pd.DataFrame, path: str | Path, **to_csv_kwargs) -> None:
+    """``table.to_csv(path, **to_csv_kwargs)`` under a temporary name, then renamed into place."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, **to_csv_kwargs)
 
 
 def _strict(value: object) -> object:
@@ -50,8 +51,5 @@ def _strict(value: object) -> object:
 
 def write_json(value: object, path: str | Path) -> None:
     """``value`` as indented strict JSON (NaN becomes null), written under a temporary name, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_strict(value), indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_strict(value), indent=2, default=float) + "\n")

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
+from birdclef.atomic import atomic_path
 from birdclef.augment import augment_batch
 from birdclef.dataset import MelShardDataset
 from birdclef.distill import DistilledChunks, PseudoWindows
@@ -38,7 +39,7 @@ from birdclef.losses import weighted_loss
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import BirdModel, save_model
 from birdclef.settings import DistillConfig, ModelConfig, TrainConfig
-from birdclef.tables import write_parquet
+from birdclef.tables import write_csv, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,6 @@ def _validate(
     p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
     primary = (t >= 1.0).astype(np.float32)  # score on primary labels, as a soundscape window would be
     return p, t, macro_roc_auc(primary, p)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    """torch.save through a temporary file, so that a kill never leaves half a checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def train_fold(
@@ -256,22 +250,21 @@ def train_fold(
             best = {"epoch": epoch + 1, "val_auc": val_auc}
             _keep(out / "best", model, ds, val_rows, probs, {"mel_hash": mel.hash, "epoch": epoch + 1, "fold": fold})
         if epoch + 1 > cfg.epochs - cfg.soup_epochs:
-            (out / "soup").mkdir(exist_ok=True)
-            _save_atomic(model.state_dict(), out / "soup" / f"epoch{epoch + 1}.pt")
-        _save_atomic(
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best": best,
-            },
-            last,
-        )
+            with atomic_path(out / "soup" / f"epoch{epoch + 1}.pt") as tmp:  # a kill never leaves half a checkpoint
+                torch.save(model.state_dict(), tmp)
+        resume = {
+            "fingerprint": fingerprint,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "best": best,
+        }
+        with atomic_path(last) as tmp:
+            torch.save(resume, tmp)
 
     kept, shipped_auc = "best", best["val_auc"]
     if cfg.soup_epochs > 0:
@@ -290,9 +283,9 @@ def train_fold(
             best["val_auc"],
         )
     for source, final in ((f"{kept}.pt", "model.pt"), (f"{kept}_oof.parquet", "oof.parquet")):
-        shutil.copyfile(out / source, out / f".{final}.tmp")
-        (out / f".{final}.tmp").replace(out / final)
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+        with atomic_path(out / final) as tmp:
+            shutil.copyfile(out / source, tmp)
+    write_csv(pd.DataFrame(history), out / "history.csv", index=False)
     metrics = {
         "fold": fold,
         "best_epoch": best["epoch"],
@@ -306,5 +299,6 @@ def train_fold(
         "device": str(dev),
         "threads": torch.get_num_threads(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with atomic_path(out / "metrics.json") as tmp:  # as it always was: NaN stays NaN, no final newline
+        tmp.write_text(json.dumps(metrics, indent=2))
     return metrics
