@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 from birdclef import layout  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
 from birdclef.settings import ConfigError, resolve  # noqa: E402
-from birdclef.shards import shard_for, shard_name  # noqa: E402
+from birdclef.shards import group_by_shard, shard_name  # noqa: E402
 
 # Then every cross-check the schema cannot express, once, into one plan.
 try:
@@ -70,10 +70,17 @@ def all_clip_audio(wildcards) -> list[str]:
     return sorted({path for _, path in manifest_paths()})
 
 
+@functools.lru_cache(maxsize=4)
+def _manifest_shards(clips: str, mtime_ns: int, n_shards: int) -> dict[str, list[str]]:
+    groups = group_by_shard(_manifest_paths(clips, mtime_ns), n_shards, key=lambda clip: clip[0])
+    return {shard: sorted(path for _, path in members) for shard, members in groups.items()}
+
+
 def birdnet_shard_audio(wildcards) -> list[str]:
-    """The audio files of the clips in one BirdNET shard (by a stable hash of the clip id)."""
-    n = config["birdnet"]["n_shards"]
-    return sorted(path for clip_id, path in manifest_paths() if shard_for(clip_id, n) == wildcards.shard)
+    """The audio files of the clips in one BirdNET shard (by a stable hash of the clip id); waits for the manifest."""
+    clips = checkpoints.manifest.get().output.clips
+    shards = _manifest_shards(clips, os.stat(clips).st_mtime_ns, config["birdnet"]["n_shards"])
+    return shards.get(wildcards.shard, [])
 
 
 # --- Mel shards ---------------------------------------------------------------
@@ -91,11 +98,11 @@ def _kept_clips(clips: str, mtime_ns: int, n_shards: int) -> dict[str, list[tupl
     import pandas as pd
 
     table = pd.read_parquet(clips, columns=[*TRAIN_ROW_COLUMNS, "keep"])
-    shards: dict[str, list[tuple]] = {}
-    for row in table[table["keep"]].sort_values("clip_id").itertuples(index=False):
-        values = tuple(tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in row[:-1])
-        shards.setdefault(shard_for(row.clip_id, n_shards), []).append(values)
-    return shards
+    rows = [
+        tuple(tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in row[:-1])
+        for row in table[table["keep"]].sort_values("clip_id").itertuples(index=False)
+    ]
+    return group_by_shard(rows, n_shards, key=lambda row: row[0])
 
 
 def mel_train_rows(wildcards) -> list[tuple]:
@@ -109,16 +116,19 @@ def mel_train_audio(wildcards) -> list[str]:
     return sorted({row[1] for row in mel_train_rows(wildcards)})
 
 
+@functools.lru_cache(maxsize=8)
+def _soundscape_shards(root: Path, n_shards: int) -> dict[str, list[str]]:
+    """The files of a soundscape folder by shard, listed and hashed once per Snakemake run."""
+    paths = [str(root / name) for name in list_audio_files(root)]
+    return group_by_shard(paths, n_shards, key=lambda path: Path(path).stem)
+
+
 def soundscape_inputs(wildcards, folder: str = "train_soundscapes") -> list[str]:
     """The soundscape files of one shard; the demo's folder stands for its files, as in the manifest."""
     root = Path(DATA_DIR) / folder
     if USE_DEMO:
         return [str(root)]
-    if not root.is_dir():
-        return []
-    n = config["mel_shards"]["n_soundscape_shards"]
-    names = [name for name in list_audio_files(root) if shard_for(Path(name).stem, n) == wildcards.shard]
-    return [str(root / name) for name in names]
+    return _soundscape_shards(root, config["mel_shards"]["n_soundscape_shards"]).get(wildcards.shard, [])
 
 
 # --- Models and training --------------------------------------------------------

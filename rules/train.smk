@@ -46,7 +46,9 @@ rule train_teacher:
         "results/benchmarks/train_teacher/{model}/fold{fold}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    # Two 1-thread training jobs at once train 1.5x the samples/s of one 2-thread job on 2 cores
+    # (benchmarks/train_step.py); a GPU node gives its job more with --set-threads.
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
@@ -79,7 +81,9 @@ rule train_student:
         stage=STUDENT_STAGE_PATTERN,
     conda:
         "../envs/train.yaml"
-    threads: 2
+    # Two 1-thread training jobs at once train 1.5x the samples/s of one 2-thread job on 2 cores
+    # (benchmarks/train_step.py); a GPU node gives its job more with --set-threads.
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,

@@ -8,8 +8,9 @@ per process, so this uses SHA-1.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from birdclef.layout import list_audio_files
 
@@ -32,9 +33,23 @@ def shard_for(item_id: str, n_shards: int) -> str:
     return shard_name(shard_of(item_id, n_shards))
 
 
+T = TypeVar("T")
+
+
+def group_by_shard(items: Iterable[T], n_shards: int, key: Callable[[T], str]) -> dict[str, list[T]]:
+    """``items`` grouped by the shard of ``key(item)``, each group in the items' order (absent shards: no key).
+
+    One pass over the items: planning every shard of a Kaggle-sized folder must not hash every file once per shard.
+    """
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(shard_for(key(item), n_shards), []).append(item)
+    return groups
+
+
 def files_in_shard(inputs: Iterable[str | Path], n_shards: int, shard: str) -> list[Path]:
     """The files among ``inputs`` (files, or folders standing for every file under them) whose stem is in ``shard``."""
     paths: list[Path] = []
     for item in map(Path, inputs):
         paths += [item / name for name in list_audio_files(item)] if item.is_dir() else [item]
-    return sorted((p for p in paths if shard_for(p.stem, n_shards) == shard), key=lambda p: p.stem)
+    return sorted(group_by_shard(paths, n_shards, lambda p: p.stem).get(shard, []), key=lambda p: p.stem)
