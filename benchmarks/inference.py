@@ -1,7 +1,7 @@
 """Inference throughput and score: one member in PyTorch and as OpenVINO IRs, the whole infer path, BirdNET, the floor.
 
-    .venv/bin/python benchmarks/inference.py [--results results] [--data resources/demo] [--member student/regnety_sed]
-        [--threads 2] [--repeat-files N] [--repeats 3] [--birdnet-files 4]
+    .venv/bin/python benchmarks/inference.py [--results results] [--data resources/demo]
+        [--member student/mobilenet_student] [--threads 2] [--repeat-files N] [--repeats 3] [--birdnet-files 4]
 
 Run it after a finished demo run (``make demo``): it reads the exported IRs, the
 ensemble weights and the fold checkpoints under ``--results`` and the test

@@ -76,24 +76,27 @@ def shipped() -> dict:
 
 def test_the_shipped_config_resolves_into_the_demo_plan():
     plan = resolve(shipped())
-    assert plan.teachers == ["regnety_sed", "mobilenet_conv"] and plan.students == ["regnety_sed"]
+    assert plan.teachers == ["mobilenet_conv"] and plan.students == ["mobilenet_student"]
     assert plan.folds == list(range(shipped()["folds"]["n_folds"]))
     assert plan.student_stages == ["student"] and plan.final_student_stage == "student"
-    assert plan.ensemble_members == ["teacher/regnety_sed", "teacher/mobilenet_conv", "student/regnety_sed"]
-    # an entry's own train mapping lies over the train section
+    assert plan.ensemble_members == ["teacher/mobilenet_conv", "student/mobilenet_student"]
+    # an entry's own train mapping lies over the train section, key by key
     assert plan.models["regnety_sed"].train.lr == 0.005
-    assert plan.models["mobilenet_conv"].train.lr == shipped()["train"]["lr"]
+    assert plan.models["mobilenet_student"].train.epochs == 36
+    assert (
+        plan.models["mobilenet_student"].train.lr == plan.models["mobilenet_conv"].train.lr == shipped()["train"]["lr"]
+    )
     assert plan.round_teachers(1) == ("teacher", plan.teachers)
 
 
 def test_later_rounds_are_taught_by_the_students_before_them():
     cfg = shipped()
-    cfg["pseudo_label"] |= {"rounds": 3, "teacher_weights": {"regnety_sed": 2.0}}
+    cfg["pseudo_label"] |= {"rounds": 3, "teacher_weights": {"mobilenet_conv": 2.0}}
     plan = resolve(cfg)
     assert plan.student_stages == ["student", "student2", "student3"]
     assert plan.round_teachers(3) == ("student2", plan.students)
-    assert plan.round_teacher_weights(1) == {"regnety_sed": 2.0} and plan.round_teacher_weights(2) == {}
-    assert plan.ensemble_members[-1] == "student3/regnety_sed"
+    assert plan.round_teacher_weights(1) == {"mobilenet_conv": 2.0} and plan.round_teacher_weights(2) == {}
+    assert plan.ensemble_members[-1] == "student3/mobilenet_student"
 
 
 def test_resolving_the_config_imports_neither_torch_nor_timm_nor_numpy():

@@ -52,11 +52,11 @@ class DemoConfig:
 
     seed: int = 2026
     n_species: int = 12
-    clips_per_species: tuple[int, int] = (8, 24)  # rarest and commonest class
+    clips_per_species: tuple[int, int] = (8, 20)  # rarest and commonest class
     clip_seconds: tuple[float, float] = (3.0, 40.0)
-    n_train_soundscapes: int = 16
+    n_train_soundscapes: int = 12
     n_test_soundscapes: int = 8
-    n_validation_soundscapes: int = 8
+    n_validation_soundscapes: int = 12
     soundscape_seconds: int = 60
     species_per_soundscape: tuple[int, int] = (1, 4)
     secondary_prob: float = 0.25
@@ -236,7 +236,7 @@ class AugmentConfig:
 class TrainConfig:
     """The ``train:`` section of config.yaml."""
 
-    epochs: int = 12
+    epochs: int = 24
     batch_size: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-2
@@ -279,7 +279,7 @@ def train_settings(train: Mapping, model_entry: Mapping) -> dict:
 class DistillConfig:
     """The ``distill:`` section of config.yaml."""
 
-    distill_weight: float = 0.5  # share of the teachers' soft prediction in a labelled chunk's target
+    distill_weight: float = 0.25  # share of the teachers' soft prediction in a labelled chunk's target
     temperature: float = 1.0  # above 1 softens the teachers' predictions
     pseudo_share: float = 0.3  # share of each epoch's samples drawn from pseudo-labelled windows
 
