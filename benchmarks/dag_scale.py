@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/dag_scale.py [--fractions 0.125,0.25,0.5,1] [--repeats 3]
         [--states fresh,manifest,dedup,ensemble] [--out dag_scale.csv] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/dag_scale.py --finished-demo . --repeats 5   # after make demo
 
 At each size fraction f of Kaggle BirdCLEF 2025 (206 classes, 28,000 files under
 train_audio/<label>/, 10,000 under train_soundscapes/), it lays out a data folder of
@@ -505,6 +506,22 @@ def fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def time_finished_demo(folder: Path, repeats: int) -> None:
+    """Median ``snakemake -n`` of the workflow in ``folder`` (nothing left to do) against Snakemake's own floor."""
+    print(cpu_line())
+    with tempfile.TemporaryDirectory(prefix="dag_floor-") as tmp:
+        floor_dir = Path(tmp)
+        (floor_dir / "Snakefile").write_text(FLOOR_SNAKEFILE)
+        floor = median_run(
+            [timed(snakemake_cmd(floor_dir, floor_dir / "Snakefile"), floor_dir)[0] for _ in range(repeats)]
+        )
+    runs = [timed(snakemake_cmd(folder, REPO / "Snakefile"), folder)[0] for _ in range(repeats)]
+    demo, planned = median_run(runs), sum(v for k, v in runs[0].jobs.items() if k != "all")
+    print(f"snakemake -n in {folder}: median of {repeats}: {demo.seconds:.2f} s, {planned} jobs planned")
+    print(f"floor (a one-rule Snakefile, -n): median of {repeats}: {floor.seconds:.2f} s")
+    print(f"difference {demo.seconds - floor.seconds:+.2f} s (targets: at most 2 s, or within 1 s of the floor)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fractions", default="0.125,0.25,0.5,1", help="sizes as fractions of Kaggle 2025")
@@ -518,7 +535,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
     parser.add_argument("--out", type=Path, help="also write the table as CSV")
+    parser.add_argument(
+        "--finished-demo",
+        type=Path,
+        help="instead: time -n in this folder (a finished `make demo`, e.g. the repository root) against the floor",
+    )
     args = parser.parse_args()
+    if args.finished_demo:
+        time_finished_demo(args.finished_demo.resolve(), args.repeats)
+        return
     fractions = [float(f) for f in args.fractions.split(",")]
     birdnet, mel_train, mel_soundscape = (int(n) for n in args.shards.split(","))
     overrides = {**OVERRIDES, "birdnet": {"n_shards": birdnet}}
