@@ -29,6 +29,8 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
+from machine import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
+
 from birdclef import birdnet  # noqa: E402
 from birdclef.demo_data import generate  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
@@ -49,21 +51,6 @@ DEMO = {
     "n_duplicates": 0,
     "messy": False,
 }
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (Linux /proc/stat), to tell how busy others kept the machine."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def find_audio(root: Path, limit: int | None) -> list[Path]:

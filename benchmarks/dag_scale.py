@@ -57,6 +57,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from machine import busy_cpu_seconds, cpu_line, own_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -461,36 +462,6 @@ def audio_opened(cmd: list[str], cwd: Path) -> tuple[int, str]:
 
 
 # --- Report ------------------------------------------------------------------------------
-def cpu_line() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"CPU: unknown, {os.cpu_count()} cores"
-    model = re.search(r"model name\s*:\s*(.+)", info)
-    flags = set(re.search(r"flags\s*:\s*(.+)", info).group(1).split()) if "flags" in info else set()
-    avx512 = sorted(f for f in flags if f.startswith("avx512"))
-    amx = sorted(f for f in flags if f.startswith("amx"))
-    return (
-        f"CPU: {model.group(1) if model else 'unknown'}, {os.cpu_count()} cores; "
-        f"avx2 {'yes' if 'avx2' in flags else 'no'}; avx512 {' '.join(avx512) or 'no'}; amx {' '.join(amx) or 'no'}"
-    )
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (Linux /proc/stat), to tell how busy others kept the machine."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 def median_run(runs: list[Run]) -> Run:
     peaks = [r.peak_mb for r in runs if r.peak_mb is not None]
     cpus = [r.cpu_s for r in runs if r.cpu_s is not None]
@@ -559,7 +530,7 @@ def main() -> None:
     print(f"load average at start {os.getloadavg()[0]:.2f}; scratch folder {root}")
     print(f"settings over configs/nips4b.yaml: {json.dumps(overrides)}")
     rows, made = [], []
-    busy0, own0, t_start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+    busy0, own0, t_start = busy_cpu_seconds(), own_cpu_seconds(children=True), time.perf_counter()
     try:
         floor_dir = root / "floor"
         floor_dir.mkdir()
@@ -605,7 +576,7 @@ def main() -> None:
                     raise AssertionError("the dry-run reads audio: empty files do not stand for real ones")
             elif i == 0:
                 print("(the check that a dry-run opens no audio file runs with the ensemble state)")
-        busy1, own1, t_end = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+        busy1, own1, t_end = busy_cpu_seconds(), own_cpu_seconds(children=True), time.perf_counter()
         print(
             f"\nfloor (a one-rule Snakefile, -n): median {floor.seconds:.2f} s, peak {fmt(floor.peak_mb, '.0f')} MB, "
             f"CPU {fmt(floor.cpu_s, '.1f')} s"

@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 import torch  # noqa: E402
-from birdnet_scan import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
+from machine import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
 
 from birdclef import birdnet  # noqa: E402
 from birdclef.ensemble import blend  # noqa: E402

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 import torch  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 from birdclef.losses import weighted_loss  # noqa: E402
 from birdclef.models import BirdModel  # noqa: E402
@@ -35,22 +35,6 @@ from birdclef.settings import MelConfig, ModelConfig  # noqa: E402
 
 HEADS = {"regnety_002": "sed", "mobilenetv3_small_100": "conv1x1"}
 N_CLASSES = 12
-
-
-def cpu_line() -> str:
-    """CPU model and the vector/matrix flags that change these figures."""
-    model, flags = platform.processor() or "?", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    return f"{model}; {torch.get_num_threads()} torch threads by default; flags: " + " ".join(
-        f for f in wanted if f in flags
-    )
 
 
 def step_rate(backbone: str, batch: int, threads: int, channels_last: bool, seconds: float) -> float:
