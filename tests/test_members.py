@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 
 from birdclef.dataset import MelShardDataset
+from birdclef.export import labelled_windows
 from birdclef.layout import default_members, parse_member
-from birdclef.members import labelled_windows, oof_rows, validation_rows
+from birdclef.members import oof_rows, validation_rows
 
 from conftest import SHARD_CLASSES as CLASSES
 from conftest import SHARD_MEL as MEL

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from birdclef.export import export_member, sample_windows
+from birdclef.export import export_member, labelled_windows, sample_windows
 from birdclef.logs import run_logged
-from birdclef.members import labelled_windows
 from birdclef.settings import MelConfig
 from birdclef.tables import write_json
 

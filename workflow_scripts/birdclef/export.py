@@ -29,6 +29,7 @@ from pathlib import Path
 import nncf
 import numpy as np
 import openvino as ov
+import pandas as pd
 import torch
 from torch import nn
 
@@ -366,3 +367,27 @@ def export_member(
         "reason": reason,
         "precision_hint": "f32",
     }
+
+
+def labelled_windows(
+    shard_paths: Sequence[str | Path], mel: MelConfig, solution: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows (n x 1 x mels x frames, float32) and their 0/1 labels, to judge an exported model on.
+
+    With a ``solution``, the shards are validation soundscapes and the labels are its
+    rows (matched by row_id; windows it does not list are left out). Without one, the
+    shards are training chunks and the label is the primary one.
+    """
+    ds = MelShardDataset(shard_paths, mel)
+    if solution is not None:
+        truth = solution.set_index("row_id")[ds.classes]
+        index = np.flatnonzero(ds.rows["row_id"].isin(truth.index).to_numpy())
+        labels = truth.loc[ds.rows["row_id"].iloc[index]].to_numpy(np.float64)
+    else:
+        index = np.flatnonzero((ds.rows["primary"] >= 0).to_numpy())
+        labels = np.zeros((len(index), len(ds.classes)))
+        labels[np.arange(len(index)), ds.rows["primary"].iloc[index].to_numpy()] = 1.0
+    windows = np.stack([ds.mel(int(i)) for i in index]).astype(np.float32)[:, None] if len(index) else None
+    if windows is None:
+        raise ValueError("no labelled windows in " + ", ".join(map(str, shard_paths)))
+    return windows, labels

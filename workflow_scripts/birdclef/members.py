@@ -12,13 +12,9 @@ predicting by the mean of its folds. Its weight is fitted on one of two tables:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from birdclef.dataset import MelShardDataset
-from birdclef.settings import MelConfig
 
 
 def validation_rows(
@@ -58,27 +54,3 @@ def oof_rows(
         raise ValueError("no members")
     truth = (reference["primary_label"].to_numpy()[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
     return probs, truth, reference["id"].to_numpy()
-
-
-def labelled_windows(
-    shard_paths: Sequence[str | Path], mel: MelConfig, solution: pd.DataFrame | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windows (n x 1 x mels x frames, float32) and their 0/1 labels, to judge an exported model on.
-
-    With a ``solution``, the shards are validation soundscapes and the labels are its
-    rows (matched by row_id; windows it does not list are left out). Without one, the
-    shards are training chunks and the label is the primary one.
-    """
-    ds = MelShardDataset(shard_paths, mel)
-    if solution is not None:
-        truth = solution.set_index("row_id")[ds.classes]
-        index = np.flatnonzero(ds.rows["row_id"].isin(truth.index).to_numpy())
-        labels = truth.loc[ds.rows["row_id"].iloc[index]].to_numpy(np.float64)
-    else:
-        index = np.flatnonzero((ds.rows["primary"] >= 0).to_numpy())
-        labels = np.zeros((len(index), len(ds.classes)))
-        labels[np.arange(len(index)), ds.rows["primary"].iloc[index].to_numpy()] = 1.0
-    windows = np.stack([ds.mel(int(i)) for i in index]).astype(np.float32)[:, None] if len(index) else None
-    if windows is None:
-        raise ValueError("no labelled windows in " + ", ".join(map(str, shard_paths)))
-    return windows, labels
