@@ -65,11 +65,6 @@ def fold_files(stage: str, models: Iterable[str], folds: Iterable[int], name: st
     return [f"{fold_dir(stage, model, fold)}/{name}" for model in models for fold in folds]
 
 
-def model_dir(stage: str, model: str) -> str:
-    """``results/models/<stage>/<model>``: the per-model summary and figure."""
-    return f"results/models/{stage}/{model}"
-
-
 def parse_fold_file(path: str | Path) -> tuple[str, str, int]:
     """``.../models/<stage>/<model>/fold<k>/<file>`` -> (stage, model, k); anything else is a ValueError."""
     match = _FOLD_FILE.fullmatch(PurePosixPath(Path(path).as_posix()).as_posix())

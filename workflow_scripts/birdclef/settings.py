@@ -409,7 +409,6 @@ class Plan:
     folds: list[int]
     teachers: list[str]
     students: list[str]
-    rounds: int
     student_stages: list[str]  # student, student2, ... one per pseudo-label round
     pseudo_teachers: list[str]  # round 1's pseudo-labellers (names under models)
     pseudo_teacher_weights: dict[str, float]
@@ -417,6 +416,10 @@ class Plan:
     ensemble: EnsembleConfig
     ensemble_members: list[str]  # <stage>/<name>
     postprocess: PostprocessConfig
+
+    @property
+    def rounds(self) -> int:
+        return len(self.student_stages)
 
     @property
     def final_student_stage(self) -> str:
@@ -468,22 +471,9 @@ def resolve(config: Mapping) -> Plan:
             if name not in models:
                 raise ConfigError(f"Invalid config: {key}: {name!r} is not a name under models ({', '.join(models)})")
 
-    rounds = pseudo["rounds"]
-    student_stages = [layout.student_stage(r) for r in range(1, rounds + 1)]
+    student_stages = [layout.student_stage(r) for r in range(1, pseudo["rounds"] + 1)]
     members = list(config["ensemble"]["members"] or layout.default_members(teachers, students, student_stages[-1]))
-    for member in members:
-        try:
-            stage, name = layout.parse_member(member)
-        except ValueError as err:
-            raise ConfigError(f"Invalid config: ensemble.members: {err}") from None
-        trained = teachers if stage == "teacher" else students
-        if stage not in ["teacher", *student_stages] or name not in trained:
-            raise ConfigError(
-                f"Invalid config: ensemble.members: {member!r} is not a trained model "
-                f"(teachers: {teachers}, students: {students} in stages {student_stages})"
-            )
-
-    return Plan(
+    plan = Plan(
         demo=_section(DemoConfig, config["demo"], "demo"),
         mel=_section(MelConfig, config["mel"], "mel"),
         chunks=_section(ChunkConfig, config["chunks"], "chunks"),
@@ -491,7 +481,6 @@ def resolve(config: Mapping) -> Plan:
         folds=list(range(config["folds"]["n_folds"])),
         teachers=teachers,
         students=students,
-        rounds=rounds,
         student_stages=student_stages,
         pseudo_teachers=pseudo_teachers,
         pseudo_teacher_weights=dict(pseudo["teacher_weights"]),
@@ -500,3 +489,14 @@ def resolve(config: Mapping) -> Plan:
         ensemble_members=members,
         postprocess=_section(PostprocessConfig, config["postprocess"], "postprocess"),
     )
+    for member in members:
+        try:
+            stage, name = layout.parse_member(member)
+        except ValueError as err:
+            raise ConfigError(f"Invalid config: ensemble.members: {err}") from None
+        if stage not in ["teacher", *student_stages] or name not in plan.stage_models(stage):
+            raise ConfigError(
+                f"Invalid config: ensemble.members: {member!r} is not a trained model "
+                f"(teachers: {teachers}, students: {students} in stages {student_stages})"
+            )
+    return plan
