@@ -131,6 +131,23 @@ def soundscape_inputs(wildcards, folder: str = "train_soundscapes") -> list[str]
     return _soundscape_shards(root, config["mel_shards"]["n_soundscape_shards"]).get(wildcards.shard, [])
 
 
+# --- BirdNET embeddings -----------------------------------------------------------
+# One embedding shard per mel shard, from the same audio files.
+def embedding_audio(wildcards) -> list[str]:
+    """The audio files of the mel shard that an embedding shard embeds."""
+    if wildcards.set == "train":
+        return mel_train_audio(wildcards)
+    if wildcards.set == "soundscapes":
+        return soundscape_inputs(wildcards)
+    return validation_inputs(wildcards)
+
+
+def embedding_shards(set_: str) -> list[str]:
+    """Every embedding shard of one window set (train, soundscapes or validation)."""
+    names = MEL_TRAIN_SHARDS if set_ == "train" else MEL_SOUNDSCAPE_SHARDS
+    return expand("results/embeddings/{set}/{shard}.parquet", set=set_, shard=names)
+
+
 # --- Models and training --------------------------------------------------------
 # Each named model is resolved to its full settings once (PLAN.models), so that a typo
 # in a backbone name or a train override stops the run before anything trains, and

@@ -29,6 +29,8 @@ SECTIONS = {
     settings.MelConfig: ["mel"],
     settings.TrainConfig: ["train"],
     settings.AugmentConfig: ["train", "augment"],
+    settings.EmbeddingDistillConfig: ["train", "embedding_distill"],
+    settings.EmbeddingConfig: ["embeddings"],
     settings.DistillConfig: ["distill"],
     settings.EnsembleConfig: ["ensemble"],
     settings.PostprocessConfig: ["postprocess"],
@@ -36,7 +38,11 @@ SECTIONS = {
 }
 NOT_IN_SCHEMA = {(settings.FilterConfig, "window_s")}  # comes from chunks.chunk_s
 # Keys the plan resolves (members), or that are sections of their own (augment) or merged in (an entry's train).
-ONLY_IN_SCHEMA = {"ensemble": {"members"}, "models.*": {"train"}, "train": {"augment"}}
+ONLY_IN_SCHEMA = {
+    "ensemble": {"members"},
+    "models.*": {"train", "embedding_distill"},
+    "train": {"augment", "embedding_distill"},
+}
 
 
 def schema_node(path: list[str]) -> dict:
@@ -55,17 +61,18 @@ def test_dataclass_defaults_are_the_schema_defaults(cls):
     path = SECTIONS[cls]
     props = schema_node(path)["properties"]
     fields = {f.name for f in dataclasses.fields(cls)} - {name for c, name in NOT_IN_SCHEMA if c is cls}
-    assert fields - {"augment"} == set(props) - ONLY_IN_SCHEMA.get(".".join(path), set())
+    assert fields - {"augment", "embedding_distill"} == set(props) - ONLY_IN_SCHEMA.get(".".join(path), set())
     for f in dataclasses.fields(cls):
-        if f.name not in props or f.name == "augment" or "default" not in props[f.name]:
+        if f.name not in props or f.name in ("augment", "embedding_distill") or "default" not in props[f.name]:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         assert plain(default) == props[f.name]["default"], f"{cls.__name__}.{f.name}: dataclass {default!r}"
 
 
-def test_every_model_entry_key_but_the_backbone_has_a_schema_default():
+def test_every_model_entry_key_but_the_backbone_and_head_has_a_schema_default():
+    # the head's default depends on the kind (sed for a cnn, mlp for a birdnet_head)
     props = schema_node(["models", "*"])["properties"]
-    assert {k for k, v in props.items() if "default" not in v} == {"backbone", "train"}
+    assert {k for k, v in props.items() if "default" not in v} == {"backbone", "head", "train", "embedding_distill"}
 
 
 def shipped() -> dict:
@@ -151,6 +158,12 @@ BAD_CONFIGS = [
     ("birdnet:\n  lat: 52.0\n", "birdnet.lat"),
     ("mel:\n  f_max: 20000.0\n", "mel.f_min"),
     ("distill:\n  pseudo_share: 1.0\n", "pseudo_share"),
+    ("models:\n  b: {kind: birdnet_head, head: sed}\n", "models.b"),
+    ("models:\n  b: {kind: cnn_head}\n", "kind"),
+    ("models:\n  c: {head: sed}\n", "backbone"),
+    ("models:\n  c: {backbone: regnety_002, embedding_distill: {weigth: 1}}\n", "models.c"),
+    ("embeddings:\n  segment_starts: [0.0, 2.5]\n", "embeddings.segment_starts"),
+    ("embeddings:\n  segment_starts: [1.0, 0.0]\n", "embeddings.segment_starts"),
 ]
 
 

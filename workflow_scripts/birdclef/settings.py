@@ -25,6 +25,7 @@ from pathlib import Path
 from birdclef import layout
 
 WINDOW_S = 5  # the competition scores 5 s windows of each soundscape
+BIRDNET_SEGMENT_S = 3.0  # what BirdNET v2.4 takes
 HEADS = ("linear", "conv1x1", "sed")
 LOSSES = ("bce", "focal", "ce")
 NORMALIZATIONS = ("none", "minmax", "standard")
@@ -169,6 +170,33 @@ class MelConfig:
         return n_samples // self.hop_length + 1
 
 
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The ``embeddings:`` section: how BirdNET embeds one window of ``chunks.chunk_s`` seconds.
+
+    BirdNET takes 3 s; each window is embedded as the segments starting ``segment_starts``
+    seconds into it (the window itself, without ``chunks.context_s``), and they combine
+    as the mean embedding and the maximum logit per BirdNET class (a call in any segment
+    counts). Training, pseudo-labels, validation and inference all use this one layout.
+    """
+
+    segment_starts: tuple[float, ...] = (0.0, 1.0, 2.0)
+
+    def __post_init__(self) -> None:
+        starts = tuple(float(s) for s in self.segment_starts)
+        if not starts or any(s < 0 for s in starts) or list(starts) != sorted(set(starts)):
+            raise ValueError(f"embeddings.segment_starts must be increasing seconds >= 0, got {list(starts)}")
+        object.__setattr__(self, "segment_starts", starts)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> EmbeddingConfig:
+        check_keys(cls, values, "embeddings")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps({"segment_starts": list(self.segment_starts), "segment_s": BIRDNET_SEGMENT_S})
+
+
 # --- Models and training ----------------------------------------------------------------
 @functools.cache
 def timm_model_names() -> frozenset[str]:
@@ -184,19 +212,33 @@ def is_timm_model(name: str) -> bool:
     return name.split(".", 1)[0] in timm_model_names()
 
 
+# What each model kind is trained on and which heads it has. The torch side (how a kind
+# trains, predicts and exports) is registered in ``birdclef.kinds``; the rules only need
+# to know which caches a model reads, so that stays here, stdlib only.
+KIND_HEADS = {"cnn": HEADS, "birdnet_head": ("linear", "mlp")}
+KIND_INPUT = {"cnn": "mels", "birdnet_head": "embeddings"}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """One named entry of ``models:`` in config.yaml."""
+    """One named entry of ``models:`` in config.yaml (its ``train:`` and ``embedding_distill:`` go to TrainConfig)."""
 
-    backbone: str = "efficientnet_b0"  # any timm model name
-    head: str = "sed"
+    kind: str = "cnn"  # cnn: a timm backbone on log-mels; birdnet_head: a head on BirdNET embeddings
+    backbone: str = "efficientnet_b0"  # any timm model name (cnn only)
+    head: str | None = None  # cnn: linear, conv1x1 or sed (default); birdnet_head: linear or mlp (default)
+    hidden: int = 512  # birdnet_head mlp: hidden units
     dropout: float = 0.2
     pretrained: str | None = None  # a local weights file (no model hub is reachable); None trains from scratch
 
     def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if not is_timm_model(self.backbone):
+        if self.kind not in KIND_HEADS:
+            raise ValueError(f"kind must be one of {tuple(KIND_HEADS)}, got {self.kind!r}")
+        heads = KIND_HEADS[self.kind]
+        if self.head is None:
+            object.__setattr__(self, "head", heads[-1])
+        if self.head not in heads:
+            raise ValueError(f"head must be one of {heads} for kind {self.kind}, got {self.head!r}")
+        if self.kind == "cnn" and not is_timm_model(self.backbone):
             raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ValueError(f"pretrained: {self.pretrained} is not a file")
@@ -204,6 +246,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: Mapping) -> ModelConfig:
         return cls(**values)
+
+    @property
+    def input(self) -> str:
+        """The cache this model predicts from: "mels" or "embeddings"."""
+        return KIND_INPUT[self.kind]
 
 
 @dataclass(frozen=True)
@@ -233,6 +280,25 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingDistillConfig:
+    """A CNN's ``embedding_distill:``: learn BirdNET's embedding of each window beside the classes."""
+
+    weight: float = 0.0  # weight of the cosine loss against BirdNET's embedding; 0: off
+    soundscape_share: float = 0.3  # share of each epoch's samples from unlabelled soundscape windows (embedding loss only)
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"embedding_distill.weight must be >= 0, got {self.weight}")
+        if not 0 <= self.soundscape_share < 1:
+            raise ValueError(f"embedding_distill.soundscape_share must be in [0, 1), got {self.soundscape_share}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> EmbeddingDistillConfig:
+        check_keys(cls, values, "embedding_distill")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The ``train:`` section of config.yaml."""
 
@@ -249,6 +315,7 @@ class TrainConfig:
     num_workers: int = 0
     soup_epochs: int = 0  # > 0: the model kept is the average of the last soup_epochs epochs' weights
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    embedding_distill: EmbeddingDistillConfig = field(default_factory=EmbeddingDistillConfig)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -261,17 +328,24 @@ class TrainConfig:
         values = dict(values)
         check_keys(cls, values, "train")
         augment = AugmentConfig.from_dict(values.pop("augment", {}))
-        return cls(**values, augment=augment)
+        distill = EmbeddingDistillConfig.from_dict(values.pop("embedding_distill", {}))
+        return cls(**values, augment=augment, embedding_distill=distill)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def train_settings(train: Mapping, model_entry: Mapping) -> dict:
-    """The train section with a model entry's own ``train:`` keys laid over it (``augment`` key by key)."""
+    """The train section with a model entry's own ``train:`` keys laid over it (``augment`` key by key).
+
+    An entry's ``embedding_distill:`` is a train setting of that model too (its projection is training-only).
+    """
     override = dict(model_entry.get("train") or {})
+    if "embedding_distill" in model_entry:
+        override["embedding_distill"] = {**override.get("embedding_distill", {}), **model_entry["embedding_distill"]}
     merged = {**train, **override}
-    merged["augment"] = {**train.get("augment", {}), **override.get("augment", {})}
+    for nested in ("augment", "embedding_distill"):
+        merged[nested] = {**train.get(nested, {}), **override.get(nested, {})}
     return merged
 
 
@@ -397,6 +471,16 @@ class ResolvedModel:
         """Plain dicts for a rule's params (a changed knob reruns exactly this model's jobs)."""
         return asdict(self.model), self.train.to_dict()
 
+    @property
+    def input(self) -> str:
+        """The cache it predicts from: "mels" or "embeddings"."""
+        return self.model.input
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Whether training reads the BirdNET embedding cache (as its input, or as a distillation target)."""
+        return self.input == "embeddings" or self.train.embedding_distill.weight > 0
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -405,6 +489,7 @@ class Plan:
     demo: DemoConfig
     mel: MelConfig
     chunks: ChunkConfig
+    embeddings: EmbeddingConfig
     models: dict[str, ResolvedModel]
     folds: list[int]
     teachers: list[str]
@@ -420,6 +505,16 @@ class Plan:
     @property
     def rounds(self) -> int:
         return len(self.student_stages)
+
+    @property
+    def trained_models(self) -> list[str]:
+        """Every model name that some stage trains."""
+        return list(dict.fromkeys([*self.teachers, *self.students]))
+
+    @property
+    def uses_embeddings(self) -> bool:
+        """Whether any trained model reads the BirdNET embedding cache."""
+        return any(self.models[name].needs_embeddings for name in self.trained_models)
 
     @property
     def final_student_stage(self) -> str:
@@ -477,6 +572,7 @@ def resolve(config: Mapping) -> Plan:
         demo=_section(DemoConfig, config["demo"], "demo"),
         mel=_section(MelConfig, config["mel"], "mel"),
         chunks=_section(ChunkConfig, config["chunks"], "chunks"),
+        embeddings=_section(EmbeddingConfig, config["embeddings"], "embeddings"),
         models=models,
         folds=list(range(config["folds"]["n_folds"])),
         teachers=teachers,
@@ -489,6 +585,12 @@ def resolve(config: Mapping) -> Plan:
         ensemble_members=members,
         postprocess=_section(PostprocessConfig, config["postprocess"], "postprocess"),
     )
+    last_end = plan.embeddings.segment_starts[-1] + BIRDNET_SEGMENT_S
+    if last_end > plan.chunks.chunk_s + 1e-9:
+        raise ConfigError(
+            f"Invalid config: embeddings.segment_starts: the last segment ends at {last_end:g} s, "
+            f"after the window's {plan.chunks.chunk_s:g} s (chunks.chunk_s)"
+        )
     for member in members:
         try:
             stage, name = layout.parse_member(member)
