@@ -64,7 +64,7 @@ from machine import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
 from birdclef import birdnet  # noqa: E402
 from birdclef.ensemble import blend  # noqa: E402
 from birdclef.export import compile_ir, load_member, predict_ir, predict_torch, windows_per_second  # noqa: E402
-from birdclef.infer import assemble_submission, class_prior, file_row_ids, predict_files  # noqa: E402
+from birdclef.infer import Member, assemble_submission, class_prior, file_row_ids, predict_files  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
 from birdclef.mel import MelFrontend  # noqa: E402
 from birdclef.mel_shards import audio_windows, window_row_id  # noqa: E402
@@ -229,7 +229,9 @@ def infer_to_csv(
     out_csv: Path,
 ) -> pd.DataFrame:
     """What workflow_scripts/run_infer.py does, from audio files to the submission CSV; returns the submission."""
-    ids, probs, rejected = predict_files(files, predictors, settings.mel, settings.chunks, threads=threads)
+    ids, probs, rejected = predict_files(
+        files, [Member("mels", p) for p in predictors], settings.mel, settings.chunks, threads=threads
+    )
     scores = postprocess(blend(probs, weights, settings.space), ids["id"].to_numpy(), settings.post)
     predicted = pd.concat([ids[["row_id"]], pd.DataFrame(scores, columns=classes)], axis=1)
     fallback = settings.infer["fallback_seconds"]

@@ -148,6 +148,24 @@ def embedding_shards(set_: str) -> list[str]:
     return expand("results/embeddings/{set}/{shard}.parquet", set=set_, shard=names)
 
 
+def training_embeddings(set_: str, student: bool):
+    """Input function: the embedding shards of ``set_`` when the model's training reads them (else none)."""
+
+    def inputs(wildcards) -> list[str]:
+        return embedding_shards(set_) if set_ in MODELS[wildcards.model].embedding_sets(student) else []
+
+    return inputs
+
+
+def model_window_inputs(set_: str):
+    """Input function: the embedding shards of ``set_`` when the model of the wildcards predicts from embeddings."""
+
+    def inputs(wildcards) -> list[str]:
+        return embedding_shards(set_) if MODELS[wildcards.model].input == "embeddings" else []
+
+    return inputs
+
+
 # --- Models and training --------------------------------------------------------
 # Each named model is resolved to its full settings once (PLAN.models), so that a typo
 # in a backbone name or a train override stops the run before anything trains, and
@@ -178,6 +196,12 @@ def round_teacher_outputs(round_: int, name: str) -> list[str]:
 
 def pseudo_teacher_models(wildcards) -> list[str]:
     return round_teacher_outputs(int(wildcards.round), "model.pt")
+
+
+def pseudo_embedding_inputs(wildcards) -> list[str]:
+    """The soundscape windows' BirdNET embeddings, when a teacher of the round predicts from embeddings."""
+    _, names = round_teachers(int(wildcards.round))
+    return embedding_shards("soundscapes") if any(MODELS[n].input == "embeddings" for n in names) else []
 
 
 def pseudo_birdnet_inputs(wildcards) -> list[str]:
@@ -260,6 +284,13 @@ def export_eval_inputs(wildcards) -> list[str]:
     if HAS_VALIDATION:
         return expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS)
     return expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS)
+
+
+def export_eval_embeddings(wildcards) -> list[str]:
+    """The BirdNET embeddings of the gate's windows, for a member that predicts from embeddings."""
+    if MODELS[wildcards.model].input != "embeddings":
+        return []
+    return embedding_shards("validation" if HAS_VALIDATION else "train")
 
 
 def test_audio_inputs(wildcards) -> list[str]:

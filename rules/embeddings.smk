@@ -18,7 +18,7 @@ rule embed_shard:
     wildcard_constraints:
         set="train|soundscapes|validation",
     conda:
-        "../envs/birdnet.yaml"
+        "../envs/train.yaml"  # BirdNET, and the window cutting of the mel cache
     threads: 2
     resources:
         mem_mb=4000,
@@ -27,8 +27,6 @@ rule embed_shard:
         embeddings=config["embeddings"],
         chunks=config["chunks"],
         rows=lambda w: mel_train_rows(w) if w.set == "train" else [],
-        n_shards=lambda w: config["mel_shards"][
-            "n_train_shards" if w.set == "train" else "n_soundscape_shards"
-        ],
+        n_shards=lambda w: config["mel_shards"]["n_train_shards" if w.set == "train" else "n_soundscape_shards"],
     script:
         "../workflow_scripts/embed_shard.py"

@@ -6,6 +6,8 @@ rule export_int8:
         models=model_folds,
         calibration=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         windows=export_eval_inputs,
+        calibration_embeddings=model_window_inputs("soundscapes"),
+        window_embeddings=export_eval_embeddings,
         solution=[f"{DATA_DIR}/{config['validation']['solution']}"] if HAS_VALIDATION else [],
     output:
         fp32_xml="results/export/{stage}/{model}/fp32.xml",

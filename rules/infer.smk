@@ -28,6 +28,7 @@ rule infer:
         batch_size=config["export"]["batch_size"],
         mel=config["mel"],
         chunks=config["chunks"],
+        embeddings=config["embeddings"],
     script:
         "../workflow_scripts/run_infer.py"
 

@@ -29,6 +29,7 @@ rule pseudo_label:
         windows=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         birdnet=pseudo_birdnet_inputs,
         models=pseudo_teacher_models,
+        embeddings=pseudo_embedding_inputs,
         taxonomy=f"{DATA_DIR}/taxonomy.csv",
     output:
         labels="results/pseudo/round{round}/labels.parquet",

@@ -6,6 +6,7 @@ rule predict_validation:
     input:
         windows=expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         models=model_folds,
+        embeddings=model_window_inputs("validation"),
     output:
         "results/predictions/{stage}/{model}/validation.parquet",
     log:

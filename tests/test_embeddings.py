@@ -68,7 +68,11 @@ def clips(tmp_path_factory):
 def shard(clips, tmp_path_factory):
     mel_rows = build_train_shard(clips, ["a", "b"], MelConfig(), ChunkConfig()).to_pandas()
     table, species = build_embedding_shard(
-        mel_rows, dict(zip(clips["clip_id"], clips["path"])), {"a": "Turdus merula", "b": ""}, CFG, ChunkConfig()
+        mel_rows,
+        dict(zip(clips["clip_id"], clips["path"], strict=True)),
+        {"a": "Turdus merula", "b": ""},
+        CFG,
+        ChunkConfig(),
     )
     path = tmp_path_factory.mktemp("emb_out") / "shard-000.parquet"
     write_embedding_shard(table, path, species, CFG)

@@ -26,7 +26,7 @@ def exported(windows, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     paths = [saved_model(out / "fold0.pt", 0), saved_model(out / "fold1.pt", 1)]
     member, _, _ = export.load_member(paths)
-    fp32 = export.export_fp32(member, windows.shape[2], windows.shape[3], out / "fp32.xml")
+    fp32 = export.export_fp32(member, windows.shape[1:], out / "fp32.xml")
     export.quantize_int8(fp32, windows, out / "int8.xml", subset_size=300)
     return {"dir": out, "paths": paths, "member": member}
 
@@ -111,7 +111,7 @@ def test_compile_ir_refuses_a_swapped_precision(exported):
 
 
 def test_predict_ir_returns_batches_in_input_order(windows, tmp_path):
-    export.export_fp32(FirstMels(), windows.shape[2], windows.shape[3], tmp_path / "probe.xml")
+    export.export_fp32(FirstMels(), windows.shape[1:], tmp_path / "probe.xml")
     compiled = export.compile_ir(tmp_path / "probe.xml", 2, "f32")
     expected = windows[:, 0, :3, 0]
     assert len(np.unique(expected, axis=0)) == len(windows)  # each output names its window
@@ -147,6 +147,7 @@ def test_load_member_refuses_mismatched_folds(tmp_path):
 
 
 KEYS = {
+    "kind",
     "classes",
     "calibration_windows",
     "eval_windows",
@@ -178,3 +179,24 @@ def test_export_member_writes_both_irs_and_its_report(exported, windows, tmp_pat
     unlabelled = export.export_member(exported["paths"], windows, windows, None, tmp_path / "u", **fast)
     assert unlabelled["scores"] == {"torch": None, "fp32": None, "int8": None} and unlabelled["choice"] == "fp32"
     json.dumps(unlabelled, allow_nan=False)
+
+
+def test_a_birdnet_head_member_exports_on_the_embedding_input_and_stays_fp32(tmp_path):
+    from birdclef.birdnet_head import BirdNetHead
+    from birdclef.models import save_model
+    from birdclef.settings import ModelConfig
+
+    cfg = ModelConfig(kind="birdnet_head", head="mlp", hidden=32)
+    paths = []
+    for k in range(2):
+        torch.manual_seed(k)
+        path = tmp_path / f"h{k}.pt"
+        save_model(path, BirdNetHead(cfg, len(CLASSES)), CLASSES, {"mel_hash": MEL.hash})
+        paths.append(path)
+    emb = np.random.default_rng(0).random((12, 1024), dtype=np.float32)
+    labels = np.eye(len(CLASSES), dtype=np.float32)[np.arange(12) % len(CLASSES)]
+    report = export.export_member(paths, emb, emb, labels, tmp_path / "m", subset_size=5, timing_windows=4, repeats=1)
+    assert report["kind"] == "birdnet_head" and report["choice"] == "fp32" and "INT8 does not pay" in report["reason"]
+    assert report["max_abs_diff_fp32_vs_torch"] < 1e-5
+    ir = export.core().read_model(tmp_path / "m" / "fp32.xml")
+    assert [d.get_length() if d.is_static else -1 for d in ir.inputs[0].get_partial_shape()] == [-1, 1024]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from birdclef.dataset import MelShardDataset
-from birdclef.infer import assemble_submission, class_prior, file_row_ids, predict_files
+from birdclef.infer import Member, assemble_submission, birdnet_embed, class_prior, file_row_ids, predict_files
 
 from conftest import SHARD_CHUNKS as CHUNKS
 from conftest import SHARD_MEL as MEL
@@ -30,7 +30,9 @@ def test_windows_get_the_training_mels_and_kaggle_row_ids(tiny_demo, soundscape_
     """Inference computes exactly the mels the cache holds for the same soundscapes (the one frontend)."""
     paths = sorted((tiny_demo / "train_soundscapes").glob("*.ogg"))
     a, b = Recorder(), Recorder(2.0)
-    ids, probs, rejected = predict_files(paths, [a, b], MEL, CHUNKS, threads=2, files_per_step=1)
+    ids, probs, rejected = predict_files(
+        paths, [Member("mels", a), Member("mels", b)], MEL, CHUNKS, threads=2, files_per_step=1
+    )
     ds = MelShardDataset([soundscape_shard], MEL)
     assert ids["row_id"].tolist() == ds.rows["row_id"].tolist()
     assert rejected == []
@@ -46,7 +48,7 @@ def test_a_corrupt_file_is_set_aside_with_its_reason(tiny_demo, tmp_path):
     good = sorted((tiny_demo / "test_soundscapes").glob("*.ogg"))[0]
     shutil.copy(good, tmp_path / "good.ogg")
     (tmp_path / "broken.ogg").write_bytes(b"OggS" + bytes(500))
-    ids, probs, rejected = predict_files(sorted(tmp_path.glob("*.ogg")), [Recorder()], MEL, CHUNKS)
+    ids, probs, rejected = predict_files(sorted(tmp_path.glob("*.ogg")), [Member("mels", Recorder())], MEL, CHUNKS)
     assert set(ids["id"]) == {"good"}
     assert [r["file"] for r in rejected] == ["broken.ogg"]
     assert "cannot decode" in rejected[0]["reason"]
@@ -83,3 +85,28 @@ def test_class_prior_is_a_distribution_without_zeros():
     assert prior.index.tolist() == CLASSES
     assert prior.sum() == pytest.approx(1.0)
     assert prior["a"] > prior["b"] > prior["c"] > 0
+
+
+def test_embedding_members_get_the_cached_birdnet_embeddings_from_the_same_decode(tiny_demo, soundscape_shard):
+    """A birdnet_head member at inference sees what the embedding cache holds for the same windows."""
+    from birdclef.embeddings import build_embedding_shard
+    from birdclef.settings import EmbeddingConfig
+
+    paths = sorted((tiny_demo / "train_soundscapes").glob("*.ogg"))
+    seen: list[np.ndarray] = []
+
+    def head(emb: np.ndarray) -> np.ndarray:
+        seen.append(emb)
+        return np.zeros((len(emb), len(CLASSES)), np.float32)
+
+    cfg = EmbeddingConfig()
+    members = [Member("mels", Recorder()), Member("embeddings", head)]
+    with pytest.raises(ValueError, match="no embed function"):
+        predict_files(paths, members, MEL, CHUNKS)
+    ids, probs, _ = predict_files(paths, members, MEL, CHUNKS, threads=2, embed=birdnet_embed(cfg, CHUNKS, 2))
+    rows = MelShardDataset([soundscape_shard], MEL).rows
+    table, _ = build_embedding_shard(rows, {p.stem: str(p) for p in paths}, {}, cfg, CHUNKS)
+    cached = np.stack([np.frombuffer(b, np.float16) for b in table.column("embedding").to_pylist()])
+    got = np.concatenate(seen)
+    assert got.shape == (len(ids), 1024) and len(probs[1]) == len(ids)
+    np.testing.assert_allclose(got, cached.astype(np.float32), atol=5e-3, rtol=5e-3)  # the cache stores float16

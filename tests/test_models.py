@@ -5,8 +5,9 @@ import pytest
 import timm
 import torch
 
+from birdclef.kinds import load_model
 from birdclef.layout import by_model
-from birdclef.models import BirdModel, load_model, save_model
+from birdclef.models import BirdModel, save_model
 from birdclef.settings import ModelConfig
 
 X = torch.randn(2, 1, 64, 96)

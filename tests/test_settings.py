@@ -83,7 +83,8 @@ def shipped() -> dict:
 
 def test_the_shipped_config_resolves_into_the_demo_plan():
     plan = resolve(shipped())
-    assert plan.teachers == ["mobilenet_conv"] and plan.students == ["mobilenet_student"]
+    assert plan.teachers == ["mobilenet_conv", "birdnet_mlp"] and plan.students == ["mobilenet_student"]
+    assert plan.uses_embeddings and plan.models["birdnet_mlp"].input == "embeddings"
     assert plan.folds == list(range(shipped()["folds"]["n_folds"]))
     assert plan.student_stages == ["student"] and plan.final_student_stage == "student"
     assert plan.ensemble_members == ["teacher/mobilenet_conv", "student/mobilenet_student"]

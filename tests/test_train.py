@@ -10,9 +10,9 @@ import torch
 
 from birdclef.dataset import MelShardDataset
 from birdclef.folds import assign_folds
+from birdclef.kinds import load_model
 from birdclef.manifest import build_manifest
 from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
-from birdclef.models import load_model
 from birdclef.settings import ChunkConfig, DistillConfig, MelConfig, ModelConfig, TrainConfig
 from birdclef.train import StudentData, train_fold
 

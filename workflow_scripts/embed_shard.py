@@ -1,4 +1,4 @@
-"""Rule embed_shard: BirdNET's embeddings and logits of every window of one mel shard (training, soundscape or validation)."""
+"""Rule embed_shard: BirdNET embeddings and logits of every window of one mel shard (train, soundscapes, validation)."""
 
 import logging
 from pathlib import Path

@@ -15,9 +15,11 @@ log = logging.getLogger("export_int8")
 
 def main(smk) -> None:
     cfg, mel = smk.params.export, MelConfig.from_dict(smk.params.mel)
-    calibration = sample_windows(smk.input.calibration, mel, cfg["calibration_windows"], seed=0)
+    calibration = sample_windows(
+        smk.input.calibration, mel, cfg["calibration_windows"], seed=0, embedding_paths=smk.input.calibration_embeddings
+    )
     solution = pd.read_csv(smk.input.solution[0]) if smk.input.solution else None
-    windows, labels = labelled_windows(smk.input.windows, mel, solution)
+    windows, labels = labelled_windows(smk.input.windows, mel, solution, embedding_paths=smk.input.window_embeddings)
     log.info(
         "%s/%s: %d folds, %d calibration windows, judged on %d %s windows",
         smk.wildcards.stage,

@@ -14,7 +14,9 @@ log = logging.getLogger("predict_validation")
 
 def main(smk) -> None:
     torch.set_num_threads(smk.threads)
-    predictions = predict_shards(smk.input.models, smk.input.windows, MelConfig.from_dict(smk.params.mel))
+    predictions = predict_shards(
+        smk.input.models, smk.input.windows, MelConfig.from_dict(smk.params.mel), embedding_paths=smk.input.embeddings
+    )
     write_parquet(predictions, smk.output[0])
     w = smk.wildcards
     log.info("%s/%s (%d folds): %d windows", w.stage, w.model, len(smk.input.models), len(predictions))

@@ -9,11 +9,20 @@ import pandas as pd
 
 from birdclef.ensemble import blend
 from birdclef.export import compile_ir, predict_ir
-from birdclef.infer import REJECTED_COLUMNS, assemble_submission, class_prior, file_row_ids, predict_files
+from birdclef.infer import (
+    REJECTED_COLUMNS,
+    Member,
+    assemble_submission,
+    birdnet_embed,
+    class_prior,
+    file_row_ids,
+    predict_files,
+)
+from birdclef.kinds import REGISTRY
 from birdclef.layout import list_audio_files, member_of
 from birdclef.logs import run_logged
 from birdclef.postprocess import postprocess
-from birdclef.settings import ChunkConfig, MelConfig, PostprocessConfig
+from birdclef.settings import ChunkConfig, EmbeddingConfig, MelConfig, PostprocessConfig
 from birdclef.tables import write_csv
 
 log = logging.getLogger("infer")
@@ -52,12 +61,16 @@ def main(smk) -> None:
         folder, member = Path(quant_path).parent, member_of(quant_path)
         choice = json.loads(Path(quant_path).read_text())["choice"]
         compiled = compile_ir(folder / f"{choice}.xml", smk.threads, "int8" if choice == "int8" else "f32")
-        members.append(lambda mels, c=compiled: predict_ir(c, mels, smk.params.batch_size))
+        kind = REGISTRY[json.loads(Path(quant_path).read_text()).get("kind", "cnn")]
+        members.append(Member(kind.input, lambda x, c=compiled: predict_ir(c, x, smk.params.batch_size)))
         member_weights.append(weights[member]["weight"])
         log.info("%s: weight %.3f, %s IR", member, weights[member]["weight"], choice)
 
     log.info("%d test soundscapes, %d members, %d threads", len(files), len(members), smk.threads)
-    ids, probs, rejected = predict_files(files, members, mel, chunks, threads=smk.threads)
+    embed = None
+    if any(m.input == "embeddings" for m in members):  # BirdNET on LiteRT (OpenVINO cannot read it: RFFT2D)
+        embed = birdnet_embed(EmbeddingConfig.from_dict(smk.params.embeddings), chunks, smk.threads)
+    ids, probs, rejected = predict_files(files, members, mel, chunks, threads=smk.threads, embed=embed)
     scores = np.zeros((0, len(classes)))
     if len(ids):
         scores = postprocess(blend(probs, member_weights, space), ids["id"].to_numpy(), post)

@@ -40,6 +40,7 @@ def main(smk) -> None:
         chunk_s=smk.params.chunk_s,
         power=cfg["power"],
         min_max_prob=cfg["min_max_prob"],
+        embedding_paths=list(smk.input.embeddings),
     )
     write_parquet(labels, smk.output.labels, metadata={"birdclef.pseudo_label": json.dumps(cfg)})
     log.info("%d of %d windows kept; sources %s", labels["keep"].sum(), len(labels), labels["teachers"].iat[0])

@@ -9,7 +9,7 @@ from birdclef.distill import teacher_soft_targets
 from birdclef.layout import by_model
 from birdclef.logs import run_logged
 from birdclef.settings import DistillConfig, MelConfig, ModelConfig, TrainConfig
-from birdclef.train import StudentData, train_fold
+from birdclef.train import EmbeddingInputs, StudentData, train_fold
 
 
 def student_data(smk) -> StudentData:
@@ -33,6 +33,11 @@ def main(smk) -> None:
         MelConfig.from_dict(smk.params.mel),
         Path(smk.output.model).parent,
         student=student_data(smk) if smk.rule == "train_student" else None,
+        embeddings=EmbeddingInputs(
+            train=list(smk.input.embeddings),
+            soundscapes=list(smk.input.soundscape_embeddings),
+            soundscape_mels=list(smk.input.soundscapes) if smk.input.soundscape_embeddings else [],
+        ),
     )
 
 

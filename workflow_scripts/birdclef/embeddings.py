@@ -84,6 +84,21 @@ def read_audio_48k(path: str | Path) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
+def embed_audio(
+    audio_48k: np.ndarray, starts: Sequence[float], cfg: EmbeddingConfig, chunks: ChunkConfig, pool: Embedders
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window starting at ``starts`` (s) of a recording at 48 kHz: its embedding and its logits (all classes).
+
+    The one definition of a window's embedding, used by the cache and by inference alike.
+    """
+    window_cfg = ChunkConfig(chunk_s=chunks.chunk_s, context_s=0.0)
+    windows = [cut(audio_48k, birdnet.SAMPLE_RATE, s, window_cfg) for s in starts]
+    if not windows:
+        return np.zeros((0, birdnet.EMBEDDING_DIM), np.float32), np.zeros((0, len(birdnet.birdnet_labels())))
+    emb, logits = pool.run(np.concatenate([window_segments(w, cfg) for w in windows]))
+    return combine(emb, logits, len(windows))
+
+
 def species_columns(species_of: Mapping[str, str]) -> list[str]:
     """The BirdNET species whose logits are kept: those some taxonomy class maps to, sorted."""
     return sorted({s for s in species_of.values() if s})
@@ -96,8 +111,8 @@ class _File:
     offsets: list[float]
 
 
-class _Embedders:
-    """A pool of single-threaded BirdNET interpreters, one taken per task."""
+class Embedders:
+    """A pool of single-threaded BirdNET interpreters, one taken per task (threads share it)."""
 
     def __init__(self, n: int) -> None:
         self.free: queue.Queue[birdnet.BirdNetEmbedder] = queue.Queue()
@@ -124,7 +139,6 @@ def embed_windows(
 
     Each file is decoded and resampled once, by the thread that embeds its windows.
     """
-    window_cfg = ChunkConfig(chunk_s=chunks.chunk_s, context_s=0.0)
     rows = rows.reset_index(drop=True)
     files = [
         _File(str(i), path_of[str(i)], group["offset_s"].astype(float).tolist())
@@ -133,14 +147,11 @@ def embed_windows(
     missing = sorted({str(i) for i in rows["id"]} - set(path_of))
     if missing:
         raise ValueError(f"no audio file for {len(missing)} ids, e.g. {missing[:3]}")
-    pool = _Embedders(max(1, threads))
+    pool = Embedders(max(1, threads))
 
     def one(f: _File) -> tuple[np.ndarray, np.ndarray]:
-        audio = read_audio_48k(f.path)
-        windows = [cut(audio, birdnet.SAMPLE_RATE, s, window_cfg) for s in f.offsets]
-        segments = np.concatenate([window_segments(w, cfg) for w in windows])
-        emb, logits = pool.run(segments)
-        return combine(emb, logits[:, species_index], len(windows))
+        emb, logits = embed_audio(read_audio_48k(f.path), f.offsets, cfg, chunks, pool)
+        return emb, logits[:, species_index]
 
     emb_out = np.zeros((len(rows), birdnet.EMBEDDING_DIM), np.float32)
     logit_out = np.zeros((len(rows), len(species_index)), np.float32)
@@ -246,9 +257,7 @@ def read_embeddings(paths: Sequence[str | Path], cfg: EmbeddingConfig | None = N
         for column, out in (("embedding", embs), ("logits", logits)):
             blobs = table.column(column).to_pylist()
             width = birdnet.EMBEDDING_DIM if column == "embedding" else len(species)
-            out.append(
-                np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), width).astype(np.float32)
-            )
+            out.append(np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), width).astype(np.float32))
     return Embeddings(
         pd.concat(frames, ignore_index=True), np.concatenate(embs), np.concatenate(logits), list(species or [])
     )

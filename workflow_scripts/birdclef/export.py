@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from birdclef.atomic import atomic_path
-from birdclef.dataset import MelShardDataset
+from birdclef.dataset import EmbeddingDataset, MelShardDataset
+from birdclef.kinds import REGISTRY, Kind, checkpoint_kind, load_model
 from birdclef.metrics import macro_roc_auc
-from birdclef.models import load_model
 from birdclef.settings import MelConfig
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,13 @@ def load_member(model_paths: Sequence[str | Path]) -> tuple[FoldMean, list[str],
     return FoldMean(folds).eval(), classes, mel_hash
 
 
+def member_kind(model_paths: Sequence[str | Path]) -> Kind:
+    """The kind (birdclef.kinds) of a member's fold checkpoints: what its IR takes, whether INT8 is tried."""
+    if not model_paths:
+        raise ValueError("no fold checkpoints given")
+    return checkpoint_kind(torch.load(model_paths[0], map_location="cpu", weights_only=True))
+
+
 def _save_ir(model: ov.Model, xml_path: str | Path) -> None:
     """``ov.save_model`` with FP32 weights kept, written under a temporary name and then renamed.
 
@@ -108,14 +115,17 @@ def _save_ir(model: ov.Model, xml_path: str | Path) -> None:
         ov.save_model(model, tmp, compress_to_fp16=False)
 
 
-def export_fp32(member: nn.Module, n_mels: int, n_frames: int, xml_path: str | Path) -> ov.Model:
-    """Convert ``member`` to an OpenVINO model with a dynamic batch and save it as an FP32 IR at ``xml_path``."""
+def export_fp32(member: nn.Module, input_shape: Sequence[int], xml_path: str | Path) -> ov.Model:
+    """Convert ``member`` to an OpenVINO model with a dynamic batch and save it as an FP32 IR at ``xml_path``.
+
+    ``input_shape``: one input without the batch, (1, mels, frames) for a CNN, (1024,) for a birdnet_head.
+    """
     member = member.eval()
-    example = torch.zeros(2, 1, n_mels, n_frames)
+    example = torch.zeros(2, *input_shape)
     with torch.no_grad():
         # Only the batch is dynamic: fixed mels and frames let the plugin plan memory once,
         # and a window of another shape is an error rather than a silently different model.
-        model = ov.convert_model(member, example_input=example, input=[(-1, 1, n_mels, n_frames)])
+        model = ov.convert_model(member, example_input=example, input=[(-1, *input_shape)])
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     _save_ir(model, xml_path)
     log.info("FP32 IR: %s", xml_path)
@@ -142,8 +152,8 @@ def quantize_int8(
     ``fast_bias_correction``: NNCF's default; the slower variant rarely matters for CNNs.
     """
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
-    if calibration.ndim != 4 or len(calibration) == 0:
-        raise ValueError(f"calibration must be n x 1 x mels x frames with n > 0, got shape {calibration.shape}")
+    if calibration.ndim < 2 or len(calibration) == 0:
+        raise ValueError(f"calibration must be n x (one input's shape) with n > 0, got shape {calibration.shape}")
     items = [calibration[i : i + 1] for i in range(len(calibration))]
     quantized = nncf.quantize(
         ov_model,
@@ -268,8 +278,16 @@ def gate(fp32_score: float, int8_score: float, tolerance: float) -> tuple[str, s
     return "fp32", f"INT8 score {int8_score:.5f} is {drop:.5f} below FP32's {fp32_score:.5f}, more than {tolerance}"
 
 
-def sample_windows(shard_paths: Sequence[str | Path], mel: MelConfig, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` windows (n x 1 x mels x frames, float32) drawn at random with ``seed`` from mel shards; all if fewer.
+def sample_windows(
+    shard_paths: Sequence[str | Path],
+    mel: MelConfig,
+    n: int,
+    seed: int = 0,
+    embedding_paths: Sequence[str | Path] | None = None,
+) -> np.ndarray:
+    """``n`` model inputs (n x 1 x mels x frames, float32) drawn at random with ``seed`` from mel shards; all if fewer.
+
+    With ``embedding_paths``, the inputs are the windows' BirdNET embeddings (n x 1024) instead.
 
     Seeded random rather than evenly spaced: soundscape windows in file order follow each
     recording's structure (dawn chorus first, say), which a fixed stride can alias. The
@@ -277,14 +295,22 @@ def sample_windows(shard_paths: Sequence[str | Path], mel: MelConfig, n: int, se
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    ds = MelShardDataset(shard_paths, mel)
+    ds = _windows_dataset(shard_paths, mel, embedding_paths)
     rows = np.arange(len(ds))
     if n < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
-    out = np.empty((len(rows), 1, *ds.mel_shape), dtype=np.float32)
+    out = np.empty((len(rows), *ds.input_shape), dtype=np.float32)
     for k, i in enumerate(rows):
-        out[k, 0] = ds.mel(int(i))
+        out[k] = ds.input_tensor(int(i)).numpy()
     return out
+
+
+def _windows_dataset(
+    shard_paths: Sequence[str | Path], mel: MelConfig, embedding_paths: Sequence[str | Path] | None
+) -> MelShardDataset:
+    if embedding_paths:
+        return EmbeddingDataset(shard_paths, embedding_paths, mel)
+    return MelShardDataset(shard_paths, mel)
 
 
 def _score(score_fn: Callable[[np.ndarray, np.ndarray], float], labels: np.ndarray | None, probs: np.ndarray) -> float:
@@ -319,15 +345,13 @@ def export_member(
     out_dir = Path(out_dir)
     member, classes, _ = load_member(model_paths)
     eval_windows = np.ascontiguousarray(eval_windows, dtype=np.float32)
-    if eval_windows.ndim != 4 or len(eval_windows) == 0:
-        raise ValueError(f"eval_windows must be n x 1 x mels x frames with n > 0, got shape {eval_windows.shape}")
+    if eval_windows.ndim < 2 or len(eval_windows) == 0:
+        raise ValueError(f"eval_windows must be n x (one input's shape) with n > 0, got shape {eval_windows.shape}")
     if eval_labels is not None and np.shape(eval_labels) != (len(eval_windows), len(classes)):
         raise ValueError(f"eval_labels must be {len(eval_windows)} x {len(classes)}, got {np.shape(eval_labels)}")
     if np.shape(calibration)[1:] != eval_windows.shape[1:]:
         raise ValueError(f"calibration windows are {np.shape(calibration)[1:]}, eval windows {eval_windows.shape[1:]}")
-    _, _, n_mels, n_frames = eval_windows.shape
-
-    fp32_model = export_fp32(member, n_mels, n_frames, out_dir / "fp32.xml")
+    fp32_model = export_fp32(member, eval_windows.shape[1:], out_dir / "fp32.xml")
     quantize_int8(fp32_model, calibration, out_dir / "int8.xml", subset_size=subset_size)
     compiled = {
         "fp32": compile_ir(out_dir / "fp32.xml", threads, "f32"),
@@ -353,8 +377,13 @@ def export_member(
         raise RuntimeError(f"the FP32 IR differs from PyTorch by up to {diff:.2e}, more than {max_fp32_diff}")
     scores = {name: _score(score_fn, eval_labels, p) for name, p in probs.items()}
     choice, reason = gate(scores["fp32"], scores["int8"], tolerance)
+    kind = member_kind(model_paths)
+    if not kind.quantize:
+        choice = "fp32"
+        reason = f"{kind.why_not_int8} (here: INT8 {speeds['int8']:.0f}, FP32 {speeds['fp32']:.0f} windows/s)"
     log.info("scores %s, windows/s %s: %s (%s)", scores, speeds, choice, reason)
     return {
+        "kind": next(name for name, k in REGISTRY.items() if k is kind),
         "classes": len(classes),
         "calibration_windows": int(min(subset_size, len(calibration))),
         "eval_windows": len(eval_windows),
@@ -370,15 +399,19 @@ def export_member(
 
 
 def labelled_windows(
-    shard_paths: Sequence[str | Path], mel: MelConfig, solution: pd.DataFrame | None = None
+    shard_paths: Sequence[str | Path],
+    mel: MelConfig,
+    solution: pd.DataFrame | None = None,
+    embedding_paths: Sequence[str | Path] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Windows (n x 1 x mels x frames, float32) and their 0/1 labels, to judge an exported model on.
 
     With a ``solution``, the shards are validation soundscapes and the labels are its
     rows (matched by row_id; windows it does not list are left out). Without one, the
-    shards are training chunks and the label is the primary one.
+    shards are training chunks and the label is the primary one. With ``embedding_paths``
+    the inputs are the windows' BirdNET embeddings (n x 1024).
     """
-    ds = MelShardDataset(shard_paths, mel)
+    ds = _windows_dataset(shard_paths, mel, embedding_paths)
     if solution is not None:
         truth = solution.set_index("row_id")[ds.classes]
         index = np.flatnonzero(ds.rows["row_id"].isin(truth.index).to_numpy())
@@ -387,7 +420,7 @@ def labelled_windows(
         index = np.flatnonzero((ds.rows["primary"] >= 0).to_numpy())
         labels = np.zeros((len(index), len(ds.classes)))
         labels[np.arange(len(index)), ds.rows["primary"].iloc[index].to_numpy()] = 1.0
-    windows = np.stack([ds.mel(int(i)) for i in index]).astype(np.float32)[:, None] if len(index) else None
+    windows = np.stack([ds.input_tensor(int(i)).numpy() for i in index]).astype(np.float32) if len(index) else None
     if windows is None:
         raise ValueError("no labelled windows in " + ", ".join(map(str, shard_paths)))
     return windows, labels

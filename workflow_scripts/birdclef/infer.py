@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,62 +28,105 @@ import soundfile as sf
 import torch
 
 from birdclef.mel import MelFrontend
-from birdclef.mel_shards import audio_windows, soundscape_starts, window_row_id
-from birdclef.settings import ChunkConfig, MelConfig
+from birdclef.mel_shards import audio_windows, read_mono, soundscape_starts, to_rate, window_row_id
+from birdclef.settings import ChunkConfig, EmbeddingConfig, MelConfig
 
 log = logging.getLogger(__name__)
-Predict = Callable[[np.ndarray], np.ndarray]  # mels (n x 1 x mels x frames) -> probabilities (n x classes)
+Predict = Callable[[np.ndarray], np.ndarray]  # inputs (n x ...) -> probabilities (n x classes)
 REJECTED_COLUMNS = ["file", "reason", "rows_filled"]
 
 
-def _decode(path: Path, mel: MelConfig, chunks: ChunkConfig) -> tuple[list[float], np.ndarray, float] | str:
+@dataclass(frozen=True)
+class Member:
+    """One ensemble member at inference: what it takes ("mels" or "embeddings", see birdclef.kinds) and its runner."""
+
+    input: str
+    predict: Predict
+
+
+def _decode(
+    path: Path, mel: MelConfig, chunks: ChunkConfig, embed: Callable | None
+) -> tuple[list[float], np.ndarray, np.ndarray | None, float] | str:
+    """Window starts, their audio at the mel rate, their BirdNET embeddings (or None) and the duration; or why not.
+
+    The file is decoded once; the mel frontend's audio and BirdNET's 48 kHz audio are both resampled from it.
+    """
     try:
-        starts, windows, duration = audio_windows(path, mel, chunks)
+        mono, sr = read_mono(path)
+        if not np.isfinite(mono).all():
+            return "audio holds NaN or infinite samples"
+        starts, windows, duration = audio_windows(to_rate(mono, sr, mel.sample_rate), mel, chunks)
+        if not starts:
+            return f"too short for one window ({duration:.2f} s)"
+        embeddings = embed(mono, sr, starts) if embed is not None else None
     except Exception as err:  # any decoder failure is this file's problem, not the run's
         return f"cannot decode: {type(err).__name__}: {err}"
-    if not starts:
-        return f"too short for one window ({duration:.2f} s)"
-    if not np.isfinite(windows).all():
-        return "audio holds NaN or infinite samples"
-    return starts, windows, duration
+    return starts, windows, embeddings, duration
+
+
+def birdnet_embed(cfg: EmbeddingConfig, chunks: ChunkConfig, threads: int) -> Callable:
+    """(mono audio, its rate, window starts) -> the windows' BirdNET embeddings, on ``threads`` interpreters."""
+    from birdclef.birdnet import resample_to_48k
+    from birdclef.embeddings import Embedders, embed_audio
+
+    pool = Embedders(max(1, threads))
+
+    def embed(mono: np.ndarray, sr: int, starts: list[float]) -> np.ndarray:
+        return embed_audio(resample_to_48k(mono, sr), starts, cfg, chunks, pool)[0]
+
+    return embed
 
 
 def predict_files(
     paths: Sequence[str | Path],
-    members: Sequence[Predict],
+    members: Sequence[Member],
     mel: MelConfig,
     chunks: ChunkConfig,
     threads: int = 1,
     files_per_step: int = 4,
+    embed: Callable | None = None,
 ) -> tuple[pd.DataFrame, list[np.ndarray], list[dict]]:
-    """Windows of every readable file: (row_id, id, offset_s), one probability matrix per member, rejected files."""
+    """Windows of every readable file: (row_id, id, offset_s), one probability matrix per member, rejected files.
+
+    ``embed`` (see ``birdnet_embed``) gives BirdNET's embeddings to members that take them; it runs in
+    the decoding threads, on the audio they decoded.
+    """
+    if embed is None and any(m.input == "embeddings" for m in members):
+        raise ValueError("a member takes BirdNET embeddings, but no embed function was given")
     front = MelFrontend(mel)
     ids: list[tuple[str, str, float]] = []
     steps: list[Future] = []  # one per step of files, in order: every member's probabilities for its windows
     rejected: list[dict] = []
     pending: list[np.ndarray] = []
+    pending_emb: list[np.ndarray] = []
     audio_s, t0 = 0.0, time.perf_counter()
 
-    def run_members(mels: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(predict(mels), dtype=np.float32) for predict in members]
+    def run_members(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(m.predict(inputs[m.input]), dtype=np.float32) for m in members]
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max(1, threads)) as decoders, ThreadPoolExecutor(1) as models:
-            decoded = decoders.map(lambda p: (Path(p), _decode(Path(p), mel, chunks)), paths)
+            decoded = decoders.map(lambda p: (Path(p), _decode(Path(p), mel, chunks, embed)), paths)
             for done, (path, result) in enumerate(decoded, start=1):
                 if isinstance(result, str):
                     log.warning("%s: %s; its rows get the class prior", path.name, result)
                     rejected.append({"file": path.name, "path": str(path), "reason": result})
                 else:
-                    starts, windows, duration = result
+                    starts, windows, embeddings, duration = result
                     ids += [(window_row_id(path.stem, s, chunks), path.stem, s) for s in starts]
                     pending.append(front(windows).numpy())
+                    if embeddings is not None:
+                        pending_emb.append(embeddings)
                     audio_s += duration
                 if pending and (len(pending) >= files_per_step or done == len(paths)):
-                    steps.append(models.submit(run_members, np.concatenate(pending)[:, None]))
+                    inputs = {"mels": np.concatenate(pending)[:, None]}
+                    if pending_emb:
+                        inputs["embeddings"] = np.concatenate(pending_emb)
+                    steps.append(models.submit(run_members, inputs))
                     pending.clear()
+                    pending_emb.clear()
                 if done % 50 == 0 or done == len(paths):
                     wall = time.perf_counter() - t0
                     log.info("%d/%d files, %.0f s of audio, %.0fx real time", done, len(paths), audio_s, audio_s / wall)

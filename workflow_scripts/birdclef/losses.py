@@ -40,3 +40,14 @@ def weighted_loss(
     """The sample-weighted mean of :func:`per_sample_loss`."""
     losses = per_sample_loss(logits, targets, name, focal_gamma)
     return (losses * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+def embedding_loss(projected: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cosine similarity of ``projected`` to ``targets`` (batch x dim), over rows whose target is finite.
+
+    A row of NaN has no target embedding (see birdclef.augment); a batch without any gives 0.
+    """
+    known = torch.isfinite(targets).all(dim=1)
+    if not known.any():
+        return projected.sum() * 0.0
+    return (1 - F.cosine_similarity(projected[known], targets[known], dim=1)).mean()

@@ -45,14 +45,23 @@ SCHEMA = pa.schema(
 )
 
 
+def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """The file as mono float32 at its own rate, and that rate."""
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    return audio.mean(axis=1), sr
+
+
+def to_rate(mono: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
+    """``mono`` at ``sr`` resampled to ``sample_rate`` (the mel frontend's resampling)."""
+    if sr == sample_rate:
+        return mono
+    g = np.gcd(sr, sample_rate)
+    return resample_poly(mono, sample_rate // g, sr // g).astype(np.float32)
+
+
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Mono float32 at ``sample_rate`` (resampled when the file has another rate)."""
-    audio, sr = sf.read(path, dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    if sr != sample_rate:
-        g = np.gcd(sr, sample_rate)
-        mono = resample_poly(mono, sample_rate // g, sr // g).astype(np.float32)
-    return mono
+    return to_rate(*read_mono(path), sample_rate)
 
 
 def cut(audio: np.ndarray, sr: int, start_s: float, cfg: ChunkConfig) -> np.ndarray:
@@ -104,14 +113,15 @@ class _Item:
 
 
 def audio_windows(
-    path: str | Path, mel: MelConfig, cfg: ChunkConfig, starts: Sequence[float] | None = None
+    path: str | Path | np.ndarray, mel: MelConfig, cfg: ChunkConfig, starts: Sequence[float] | None = None
 ) -> tuple[list[float], np.ndarray, float]:
     """Window starts, the windows' audio (windows x samples) and the recording's duration (s).
 
-    ``starts`` None cuts every window of a soundscape; training, pseudo-labelling
-    and inference cut their windows here, so they cannot disagree on where one is.
+    ``path``: a file, or its audio already at ``mel.sample_rate``. ``starts`` None cuts
+    every window of a soundscape; training, pseudo-labelling and inference cut their
+    windows here, so they cannot disagree on where one is.
     """
-    audio = load_audio(path, mel.sample_rate)
+    audio = path if isinstance(path, np.ndarray) else load_audio(path, mel.sample_rate)
     duration = len(audio) / mel.sample_rate
     starts = list(starts) if starts is not None else soundscape_starts(duration, cfg)
     windows = np.stack([cut(audio, mel.sample_rate, s, cfg) for s in starts]) if starts else np.zeros((0, 0))

@@ -51,8 +51,25 @@ class BirdModel(nn.Module):
         out = {"linear": "fc", "conv1x1": "conv", "sed": "frame"}[cfg.head]
         nn.init.constant_(getattr(self, out).bias, -math.log(max(n_classes - 1, 1)))
 
+    @property
+    def n_features(self) -> int:
+        """Channels of the backbone's last feature map: the size of ``forward_pooled``'s second output."""
+        return self.backbone.feature_info.channels()[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)[-1]  # batch x C x F x T
+        return self._head(self.backbone(x)[-1])
+
+    def forward_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pooled features (batch x C, mean over frequency and time) of one forward pass.
+
+        Embedding distillation projects the pooled features onto BirdNET's embedding; the
+        projection lives in the training loop, so a saved model never holds it.
+        """
+        features = self.backbone(x)[-1]
+        return self._head(features), features.mean(dim=(2, 3))
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        # features: batch x C x F x T
         if self.cfg.head == "linear":
             return self.fc(self.dropout(features.mean(dim=(2, 3))))
         if self.cfg.head == "conv1x1":
@@ -63,17 +80,8 @@ class BirdModel(nn.Module):
         return (weights * self.frame(frames)).sum(dim=2)
 
 
-def save_model(path: str | Path, model: BirdModel, classes: list[str], extra: dict | None = None) -> None:
+def save_model(path: str | Path, model: nn.Module, classes: list[str], extra: dict | None = None) -> None:
     """State dict, model config and class list (plus ``extra`` plain values), loadable with weights_only=True."""
     payload = {"state_dict": model.state_dict(), "model_config": asdict(model.cfg), "classes": list(classes)}
     with atomic_path(path) as tmp:
         torch.save({**payload, **(extra or {})}, tmp)
-
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[BirdModel, dict]:
-    """The model (in eval mode) and the whole saved payload (classes, model_config, extras)."""
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    cfg = ModelConfig.from_dict({**payload["model_config"], "pretrained": None})
-    model = BirdModel(cfg, len(payload["classes"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload

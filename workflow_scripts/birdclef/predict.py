@@ -16,8 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from birdclef.dataset import MelShardDataset
-from birdclef.models import load_model
+from birdclef.kinds import checkpoint_kind, load_model
 from birdclef.settings import MelConfig
 
 ID_COLUMNS = ["id", "offset_s", "row_id"]
@@ -29,15 +28,24 @@ def predict_shards(
     mel: MelConfig,
     batch_size: int = 64,
     device: str | None = None,
+    embedding_paths: Sequence[str | Path] | None = None,
 ) -> pd.DataFrame:
-    """One row per window of ``shard_paths`` (in file, then row order): ids, then the mean probability per class."""
+    """One row per window of ``shard_paths`` (in file, then row order): ids, then the mean probability per class.
+
+    ``shard_paths``: the windows' mel shards; ``embedding_paths``: their BirdNET embeddings, for birdnet_head models.
+    The models must be of one kind (one member's folds, say).
+    """
     if not model_paths:
         raise ValueError("no models to predict with")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ds = MelShardDataset(shard_paths, mel)
+    loaded = [load_model(path, map_location=dev) for path in model_paths]
+    kinds = {checkpoint_kind(payload).input for _, payload in loaded}
+    if len(kinds) > 1:
+        raise ValueError(f"models of different inputs ({sorted(kinds)}) cannot be averaged in one pass")
+    kind = checkpoint_kind(loaded[0][1])
+    ds = kind.dataset(shard_paths, mel, embedding_paths)
     models = []
-    for path in model_paths:  # every model checked before any window is read
-        model, payload = load_model(path, map_location=dev)
+    for path, (model, payload) in zip(model_paths, loaded, strict=True):  # every model checked before any window
         if payload["classes"] != ds.classes:
             raise ValueError(f"{path}: its class list differs from the mel shards'")
         if payload.get("mel_hash") not in (None, mel.hash):
@@ -46,7 +54,7 @@ def predict_shards(
     batches = []
     with torch.inference_mode():
         for x, _, _ in DataLoader(ds, batch_size=batch_size):  # the shards are read once for all models
-            x = x.to(dev)
+            x = kind.to_device(x, dev)
             total = sum(torch.sigmoid(m(x).float()).cpu().numpy().astype(np.float64) for m in models)
             batches.append(total / len(models))
     mean = np.concatenate(batches) if batches else np.zeros((0, len(ds.classes)))

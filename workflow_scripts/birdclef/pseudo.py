@@ -97,15 +97,17 @@ def pseudo_labels(
     chunk_s: float = 5.0,
     power: float = 1.0,
     min_max_prob: float = 0.5,
+    embedding_paths: Sequence[str | Path] | None = None,
 ) -> pd.DataFrame:
     """Soft labels for every window of ``shards``: id, offset_s, row_id, keep, max_prob, teachers, one column per class.
 
     ``teachers``: name -> its model files (its folds), each weighing ``weights.get(name, 1)``.
     ``birdnet``: (detections, class -> BirdNET scientific name, weight), or None to leave BirdNET out.
+    ``embedding_paths``: the windows' BirdNET embeddings, for teachers of kind birdnet_head.
     """
     sources, used = [], []
     for name, paths in teachers.items():
-        probs = predict_shards(paths, shards, mel)
+        probs = predict_shards(paths, shards, mel, embedding_paths=embedding_paths)
         w = float(weights.get(name, 1.0))
         log.info("teacher %s (%d models, weight %g): %d windows", name, len(paths), w, len(probs))
         sources.append((probs, w))

@@ -284,7 +284,7 @@ class EmbeddingDistillConfig:
     """A CNN's ``embedding_distill:``: learn BirdNET's embedding of each window beside the classes."""
 
     weight: float = 0.0  # weight of the cosine loss against BirdNET's embedding; 0: off
-    soundscape_share: float = 0.3  # share of each epoch's samples from unlabelled soundscape windows (embedding loss only)
+    soundscape_share: float = 0.3  # share of each epoch's samples from soundscape windows (embedding loss only)
 
     def __post_init__(self) -> None:
         if self.weight < 0:
@@ -481,6 +481,18 @@ class ResolvedModel:
         """Whether training reads the BirdNET embedding cache (as its input, or as a distillation target)."""
         return self.input == "embeddings" or self.train.embedding_distill.weight > 0
 
+    def embedding_sets(self, student: bool) -> list[str]:
+        """The embedding caches ("train", "soundscapes") its training reads, as a teacher or as a student.
+
+        A birdnet_head student reads its pseudo-labelled windows' embeddings; embedding
+        distillation reads the soundscape windows it draws and those a student's pseudo-labels pick.
+        """
+        if not self.needs_embeddings:
+            return []
+        distill = self.train.embedding_distill
+        soundscapes = student or (distill.weight > 0 and distill.soundscape_share > 0)
+        return ["train", "soundscapes"] if soundscapes else ["train"]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -550,8 +562,11 @@ def resolve(config: Mapping) -> Plan:
 
     models = {}
     for name, entry in config["models"].items():
-        model = _section(ModelConfig, {k: v for k, v in entry.items() if k != "train"}, f"models.{name}")
+        arch = {k: v for k, v in entry.items() if k not in ("train", "embedding_distill")}  # those are train settings
+        model = _section(ModelConfig, arch, f"models.{name}")
         train = _section(TrainConfig, train_settings(config["train"], entry), f"models.{name}")
+        if model.kind != "cnn" and train.embedding_distill.weight > 0:
+            raise ConfigError(f"Invalid config: models.{name}: embedding_distill is for CNNs, not kind {model.kind}")
         models[name] = ResolvedModel(model, train)
 
     pseudo = config["pseudo_label"]

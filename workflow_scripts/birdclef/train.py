@@ -32,19 +32,29 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from birdclef.atomic import atomic_path
-from birdclef.augment import augment_batch
 from birdclef.dataset import MelShardDataset
-from birdclef.distill import DistilledChunks, PseudoWindows
-from birdclef.losses import weighted_loss
+from birdclef.distill import DistilledChunks, PseudoWindows, SoundscapeWindows, WithEmbeddings
+from birdclef.embeddings import read_embeddings
+from birdclef.kinds import Kind, build_model, kind_of
+from birdclef.losses import embedding_loss, weighted_loss
 from birdclef.metrics import macro_roc_auc
-from birdclef.models import BirdModel, save_model
+from birdclef.models import save_model
 from birdclef.settings import DistillConfig, ModelConfig, TrainConfig
 from birdclef.tables import write_csv, write_parquet
 
 log = logging.getLogger(__name__)
-# Convolutions in NHWC: 1.13x (RegNetY) to 1.29x (MobileNetV3) the train steps per second on 2 CPU cores
-# (benchmarks/train_step.py); weights, predictions and checkpoints are the same tensors either way.
-CHANNELS_LAST = torch.channels_last
+
+
+@dataclass
+class EmbeddingInputs:
+    """The BirdNET embedding shards a model reads: as its input (birdnet_head) and/or as distillation targets.
+
+    ``soundscapes`` and ``soundscape_mels``: the unlabelled windows that embedding distillation adds.
+    """
+
+    train: list[str | Path] = field(default_factory=list)
+    soundscapes: list[str | Path] = field(default_factory=list)
+    soundscape_mels: list[str | Path] = field(default_factory=list)
 
 
 @dataclass
@@ -67,21 +77,74 @@ def _fingerprint(*parts: dict) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _student_sets(ds: MelShardDataset, student: StudentData | None, mel, n_clips: int) -> tuple[Dataset, Dataset, int]:
-    """The training set (labelled rows, then pseudo windows), the pseudo windows, and how many to draw per epoch."""
-    if student is None:
-        return ds, [], 0
-    labelled = DistilledChunks(ds, student.soft, student.cfg) if student.soft is not None else ds
-    if student.pseudo_labels is None or student.cfg.pseudo_share == 0 or not student.pseudo_shards:
-        return labelled, [], 0
-    pseudo = PseudoWindows(MelShardDataset(student.pseudo_shards, mel), student.pseudo_labels)
-    share = student.cfg.pseudo_share
-    n_pseudo = min(len(pseudo), round(n_clips * share / (1 - share)))
-    log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n_pseudo)
-    return ConcatDataset([labelled, pseudo]), pseudo, n_pseudo
+def _draws(n_clips: int, share: float, available: int) -> int:
+    """Samples per epoch from an extra set so that they are ``share`` of the epoch beside ``n_clips`` labelled ones."""
+    return min(available, round(n_clips * share / (1 - share))) if share > 0 else 0
 
 
-def _keep(prefix: Path, model: BirdModel, ds: MelShardDataset, val_rows: np.ndarray, probs, extra: dict) -> None:
+@dataclass
+class _TrainingSet:
+    """The labelled rows, then pseudo-labelled windows, then soundscape windows, with how many of each per epoch."""
+
+    parts: list[Dataset]
+    draws: list[int]  # per part after the first (the first: one chunk per clip)
+
+    @property
+    def dataset(self) -> Dataset:
+        return ConcatDataset(self.parts) if len(self.parts) > 1 else self.parts[0]
+
+
+def _training_set(
+    ds: MelShardDataset,
+    kind: Kind,
+    cfg: TrainConfig,
+    mel,
+    n_clips: int,
+    student: StudentData | None,
+    embeddings: EmbeddingInputs | None,
+) -> _TrainingSet:
+    """What an epoch draws from: labelled rows (soft targets for a student), pseudo windows, soundscape windows.
+
+    With embedding distillation every sample carries BirdNET's embedding of its window as a fourth element.
+    """
+    labelled = ds
+    if student is not None and student.soft is not None:
+        labelled = DistilledChunks(ds, student.soft, student.cfg)
+    parts, draws = [labelled], []
+    if student is not None and student.pseudo_labels is not None and student.pseudo_shards:
+        pseudo = PseudoWindows(
+            kind.dataset(student.pseudo_shards, mel, embeddings and embeddings.soundscapes), student.pseudo_labels
+        )
+        n = _draws(n_clips, student.cfg.pseudo_share, len(pseudo))
+        if n:
+            log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n)
+            parts.append(pseudo)
+            draws.append(n)
+    distill = cfg.embedding_distill
+    if distill.weight == 0:
+        return _TrainingSet(parts, draws)
+    if embeddings is None or not embeddings.train:
+        raise ValueError("embedding_distill needs the BirdNET embedding shards of the training windows")
+    train_emb = read_embeddings(embeddings.train).aligned_to(ds.rows).embeddings
+    parts[0] = WithEmbeddings(parts[0], train_emb, np.arange(len(ds)))
+    soundscape_ds = None
+    if embeddings.soundscapes:
+        soundscape_ds = MelShardDataset(embeddings.soundscape_mels, mel)
+        soundscape_emb = read_embeddings(embeddings.soundscapes).aligned_to(soundscape_ds.rows).embeddings
+    if len(parts) > 1 and soundscape_ds is None:
+        raise ValueError("embedding_distill with pseudo-labelled windows needs their BirdNET embeddings")
+    for k in range(1, len(parts)):  # pseudo windows: their soundscape rows
+        parts[k] = WithEmbeddings(parts[k], soundscape_emb, parts[k].rows)
+    if soundscape_ds is not None and distill.soundscape_share > 0:
+        windows = SoundscapeWindows(soundscape_ds, student.pseudo_labels if student is not None else None)
+        n = _draws(n_clips, distill.soundscape_share, len(windows))
+        log.info("embedding distillation: %d soundscape windows, %d drawn per epoch", len(windows), n)
+        parts.append(WithEmbeddings(windows, soundscape_emb, np.arange(len(windows))))
+        draws.append(n)
+    return _TrainingSet(parts, draws)
+
+
+def _keep(prefix: Path, model: torch.nn.Module, ds: MelShardDataset, val_rows: np.ndarray, probs, extra: dict) -> None:
     """A candidate for the outputs: <prefix>.pt (as model.pt) and <prefix>_oof.parquet."""
     save_model(prefix.with_suffix(".pt"), model, ds.classes, extra)
     oof = pd.DataFrame(probs, columns=ds.classes)
@@ -103,14 +166,14 @@ def _average(paths: list[Path], device: torch.device) -> dict:
 
 
 def _validate(
-    model: BirdModel, ds: MelShardDataset, rows: np.ndarray, batch_size: int, device: torch.device
+    model: torch.nn.Module, kind: Kind, ds: MelShardDataset, rows: np.ndarray, batch_size: int, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Sigmoid probabilities and targets of ``rows`` of ``ds``, in order, and their macro ROC-AUC."""
     model.eval()
     probs, targets = [], []
     with torch.inference_mode():
         for x, y, _ in DataLoader(Subset(ds, rows.tolist()), batch_size=batch_size):
-            probs.append(torch.sigmoid(model(x.to(device, memory_format=CHANNELS_LAST)).float()).cpu())
+            probs.append(torch.sigmoid(model(kind.to_device(x, device)).float()).cpu())
             targets.append(y)
     p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
     primary = (t >= 1.0).astype(np.float32)  # score on primary labels, as a soundscape window would be
@@ -127,16 +190,21 @@ def train_fold(
     out_dir: str | Path,
     device: str | None = None,
     student: StudentData | None = None,
+    embeddings: EmbeddingInputs | None = None,
 ) -> dict:
     """Train on all folds but ``fold``, validate on it; write model.pt, oof.parquet, history.csv, metrics.json.
 
+    ``shards``: the mel shards of the labelled windows (keys and labels; the input of a cnn).
     With ``student``, labelled targets mix in the teachers' soft predictions and
     each epoch adds pseudo-labelled soundscape windows; validation is unchanged.
+    ``embeddings``: BirdNET's embeddings, the input of a birdnet_head and the target of
+    ``cfg.embedding_distill`` (through a training-only projection, never saved in model.pt).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ds = MelShardDataset(shards, mel, secondary_target=cfg.secondary_target)
+    kind = kind_of(model_cfg)
+    ds = kind.dataset(shards, mel, embeddings and embeddings.train, secondary_target=cfg.secondary_target)
     fold_of = folds.set_index("clip_id")["fold"]
     row_fold = ds.rows["id"].map(fold_of)
     if row_fold.isna().any():
@@ -146,17 +214,23 @@ def train_fold(
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"fold {fold}: {len(train_rows)} training and {len(val_rows)} validation chunks")
     chunks_of = pd.Series(train_rows).groupby(ds.rows["id"].to_numpy()[train_rows]).agg(list)
-    train_set, pseudo, n_pseudo = _student_sets(ds, student, mel, len(chunks_of))
-    steps_per_epoch = math.ceil((len(chunks_of) + n_pseudo) / cfg.batch_size)
+    training = _training_set(ds, kind, cfg, mel, len(chunks_of), student, embeddings)
+    train_set = training.dataset
+    steps_per_epoch = math.ceil((len(chunks_of) + sum(training.draws)) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
-    model = BirdModel(model_cfg, len(ds.classes)).to(dev, memory_format=CHANNELS_LAST)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = build_model(model_cfg, len(ds.classes))
+    model = model.to(dev, memory_format=torch.channels_last) if kind.input == "mels" else model.to(dev)
+    distill_weight = cfg.embedding_distill.weight
+    # Training-only: maps the CNN's pooled features onto BirdNET's 1024-d embedding space.
+    projection = torch.nn.Linear(model.n_features, 1024).to(dev) if distill_weight > 0 else None
+    params = [*model.parameters(), *(projection.parameters() if projection is not None else [])]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
     gen = torch.Generator().manual_seed(cfg.seed)
-    student_key = {"distill": student.cfg.to_dict(), "pseudo": len(pseudo)} if student else {}
+    student_key = {"distill": student.cfg.to_dict(), "draws": training.draws} if student else {}
     fingerprint = _fingerprint(
         asdict(model_cfg), cfg.to_dict(), {"fold": fold, "mel": mel.hash, "rows": len(ds), **student_key}
     )
@@ -169,6 +243,8 @@ def train_fold(
         state = torch.load(last, map_location=dev, weights_only=True)
         if state["fingerprint"] == fingerprint:
             model.load_state_dict(state["model"])
+            if projection is not None:
+                projection.load_state_dict(state["projection"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             gen.set_state(state["generator"])
@@ -191,25 +267,34 @@ def train_fold(
     )
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        # one random chunk per clip, in a random order
+        # one random chunk per clip, then draws from the extra sets that follow the labelled rows, in a random order
         picks = [c[int(torch.randint(len(c), (1,), generator=gen))] for c in chunks_of]
-        if n_pseudo:  # pseudo windows follow the labelled rows in train_set
-            picks += (len(ds) + torch.randperm(len(pseudo), generator=gen)[:n_pseudo]).tolist()
+        offset = len(ds)
+        for part, n in zip(training.parts[1:], training.draws, strict=True):
+            picks += (offset + torch.randperm(len(part), generator=gen)[:n]).tolist()
+            offset += len(part)
         order = torch.randperm(len(picks), generator=gen).tolist()
         loader = DataLoader(
             Subset(train_set, [picks[i] for i in order]), batch_size=cfg.batch_size, num_workers=cfg.num_workers
         )
         model.train()
-        losses, seen, train_seconds = [], 0, 0.0
-        for step, (x, y, w) in enumerate(loader):
-            x, y, w = augment_batch(x, y, w, cfg.augment, gen)
-            x, y, w = x.to(dev, memory_format=CHANNELS_LAST), y.to(dev), w.to(dev)
+        losses, emb_losses, seen, train_seconds = [], [], 0, 0.0
+        for step, (x, y, w, *target) in enumerate(loader):
+            x, y, w, e = kind.augment(x, y, w, cfg.augment, gen, target[0] if target else None)
+            x, y, w = kind.to_device(x, dev), y.to(dev), w.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
+                if projection is None:
+                    logits = model(x)
+                else:
+                    logits, pooled = model.forward_pooled(x)
             loss = weighted_loss(logits.float(), y, w, cfg.loss, cfg.focal_gamma)
+            if projection is not None:
+                emb_loss = embedding_loss(projection(pooled.float()), e.to(dev))
+                emb_losses.append(emb_loss.item())
+                loss = loss + distill_weight * emb_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
             losses.append(loss.item())
@@ -228,7 +313,7 @@ def train_fold(
                     rate,
                     left,
                 )
-        probs, targets, val_auc = _validate(model, ds, val_rows, cfg.batch_size, dev)
+        probs, targets, val_auc = _validate(model, kind, ds, val_rows, cfg.batch_size, dev)
         val_loss = float(torch.nn.functional.binary_cross_entropy(torch.as_tensor(probs), torch.as_tensor(targets)))
         history.append(
             {
@@ -237,6 +322,7 @@ def train_fold(
                 "val_loss": val_loss,
                 "val_auc": val_auc,
                 "lr": sched.get_last_lr()[0],
+                "train_embedding_loss": float(np.mean(emb_losses)) if emb_losses else float("nan"),
                 "train_samples_per_s": seen / max(train_seconds, 1e-9),
                 "seconds": time.perf_counter() - t0,
             }
@@ -259,6 +345,7 @@ def train_fold(
             "fingerprint": fingerprint,
             "epoch": epoch,
             "model": model.state_dict(),
+            "projection": projection.state_dict() if projection is not None else {},
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "generator": gen.get_state(),
@@ -273,7 +360,7 @@ def train_fold(
     if cfg.soup_epochs > 0:
         first = cfg.epochs - cfg.soup_epochs + 1
         model.load_state_dict(_average([out / "soup" / f"epoch{e}.pt" for e in range(first, cfg.epochs + 1)], dev))
-        probs, _, shipped_auc = _validate(model, ds, val_rows, cfg.batch_size, dev)
+        probs, _, shipped_auc = _validate(model, kind, ds, val_rows, cfg.batch_size, dev)
         extra = {"mel_hash": mel.hash, "epoch": cfg.epochs, "fold": fold, "soup_epochs": cfg.soup_epochs}
         _keep(out / "soup", model, ds, val_rows, probs, extra)
         kept = "soup"
@@ -299,6 +386,8 @@ def train_fold(
         "n_val_chunks": len(val_rows),
         "train_samples_per_s": float(np.mean([h["train_samples_per_s"] for h in history])),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
+        "kind": model_cfg.kind,
+        "embedding_distill_weight": distill_weight,
         "device": str(dev),
         "threads": torch.get_num_threads(),
     }
