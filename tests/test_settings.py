@@ -87,7 +87,7 @@ def test_the_shipped_config_resolves_into_the_demo_plan():
     assert plan.uses_embeddings and plan.models["birdnet_mlp"].input == "embeddings"
     assert plan.folds == list(range(shipped()["folds"]["n_folds"]))
     assert plan.student_stages == ["student"] and plan.final_student_stage == "student"
-    assert plan.ensemble_members == ["teacher/mobilenet_conv", "student/mobilenet_student"]
+    assert plan.ensemble_members == ["teacher/mobilenet_conv", "teacher/birdnet_mlp", "student/mobilenet_student"]
     # an entry's own train mapping lies over the train section, key by key
     assert plan.models["regnety_sed"].train.lr == 0.005
     assert plan.models["mobilenet_student"].train.epochs == 36
