@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
@@ -184,6 +185,46 @@ def is_timm_model(name: str) -> bool:
     return name.split(".", 1)[0] in timm_model_names()
 
 
+HUB_PREFIX = "hf-hub:"  # timm's prefix for weights on the Hugging Face Hub: hf-hub:<owner>/<repo>[@<revision>]
+
+
+def is_hub_name(pretrained: str | None) -> bool:
+    """Whether a ``pretrained`` value names Hugging Face Hub weights (else it is a local file, or None)."""
+    return bool(pretrained) and pretrained.startswith(HUB_PREFIX)
+
+
+def hub_repo(pretrained: str) -> tuple[str, str | None]:
+    """The repo id and revision (None: main) of ``hf-hub:<owner>/<repo>[@<revision>]``, split as timm splits it."""
+    repo, at, revision = pretrained.removeprefix(HUB_PREFIX).partition("@")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or (at and not re.fullmatch(r"[\w./-]+", revision)):
+        raise ValueError(f"{pretrained} is not {HUB_PREFIX}<owner>/<repo> or {HUB_PREFIX}<owner>/<repo>@<revision>")
+    return repo, revision or None
+
+
+def hub_architecture(repo: str) -> str | None:
+    """The architecture a repo id names: timm's own repos are ``timm/<architecture>.<tag>``.
+
+    Any other repo says so only in its config.json, which is read when the weights are fetched.
+    """
+    owner, name = repo.split("/", 1)
+    return name.split(".", 1)[0] if owner == "timm" else None
+
+
+def pretrained_problem(pretrained: str | None, backbone: str) -> str | None:
+    """What is wrong with a ``pretrained`` value for ``backbone``, as far as it can be told without network."""
+    if not pretrained:
+        return None
+    if not is_hub_name(pretrained):
+        return None if Path(pretrained).is_file() else f"{pretrained} is not a file (nor a {HUB_PREFIX}<repo> name)"
+    try:
+        architecture = hub_architecture(hub_repo(pretrained)[0])
+    except ValueError as err:
+        return str(err)
+    if architecture is not None and architecture != backbone.split(".", 1)[0]:
+        return f"{pretrained} holds {architecture} weights, but backbone is {backbone}"
+    return None
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One named entry of ``models:`` in config.yaml."""
@@ -191,15 +232,16 @@ class ModelConfig:
     backbone: str = "efficientnet_b0"  # any timm model name
     head: str = "sed"
     dropout: float = 0.2
-    pretrained: str | None = None  # a local weights file (no model hub is reachable); None trains from scratch
+    # a local weights file, or hf-hub:<repo> (timm's name for Hugging Face Hub weights); None trains from scratch
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if not is_timm_model(self.backbone):
             raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
-        if self.pretrained and not Path(self.pretrained).is_file():
-            raise ValueError(f"pretrained: {self.pretrained} is not a file")
+        if problem := pretrained_problem(self.pretrained, self.backbone):
+            raise ValueError(f"pretrained: {problem}")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> ModelConfig:
@@ -455,6 +497,8 @@ def resolve(config: Mapping) -> Plan:
 
     models = {}
     for name, entry in config["models"].items():
+        if problem := pretrained_problem(entry.get("pretrained"), entry["backbone"]):
+            raise ConfigError(f"Invalid config: models.{name}.pretrained: {problem}")
         model = _section(ModelConfig, {k: v for k, v in entry.items() if k != "train"}, f"models.{name}")
         train = _section(TrainConfig, train_settings(config["train"], entry), f"models.{name}")
         models[name] = ResolvedModel(model, train)
