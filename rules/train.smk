@@ -33,6 +33,7 @@ rule train_teacher:
     input:
         shards=expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS),
         folds="results/folds.csv",
+        pretrained=pretrained_record,
     output:
         # last.pt, best.pt and best_oof.parquet beside these are not declared:
         # a killed job, rerun, resumes from them.
@@ -68,6 +69,7 @@ rule train_student:
         soundscapes=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         pseudo=lambda w: f"results/pseudo/round{round_of(w.stage)}/labels.parquet",
         teacher_oof=lambda w: round_teacher_outputs(round_of(w.stage), "oof.parquet"),
+        pretrained=pretrained_record,
     output:
         model="results/models/{stage}/{model}/fold{fold}/model.pt",
         oof="results/models/{stage}/{model}/fold{fold}/oof.parquet",

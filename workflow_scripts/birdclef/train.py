@@ -38,6 +38,7 @@ from birdclef.distill import DistilledChunks, PseudoWindows
 from birdclef.losses import weighted_loss
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import BirdModel, save_model
+from birdclef.pretrained import describe_pretrained
 from birdclef.settings import DistillConfig, ModelConfig, TrainConfig
 from birdclef.tables import write_csv, write_parquet
 
@@ -152,6 +153,7 @@ def train_fold(
 
     torch.manual_seed(cfg.seed)
     model = BirdModel(model_cfg, len(ds.classes)).to(dev, memory_format=CHANNELS_LAST)
+    pretrained = describe_pretrained(model_cfg.pretrained)  # the weights it starts from: hub commit, or file sha256
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
@@ -301,6 +303,7 @@ def train_fold(
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
         "device": str(dev),
         "threads": torch.get_num_threads(),
+        "pretrained": pretrained,
     }
     with atomic_path(out / "metrics.json") as tmp:  # as it always was: NaN stays NaN, no final newline
         tmp.write_text(json.dumps(metrics, indent=2))
