@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from birdclef import layout  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
-from birdclef.settings import ConfigError, resolve  # noqa: E402
+from birdclef.settings import ConfigError, is_hub_name, resolve  # noqa: E402
 from birdclef.shards import group_by_shard, shard_name  # noqa: E402
 
 # Then every cross-check the schema cannot express, once, into one plan.
@@ -209,6 +209,15 @@ def pseudo_birdnet_inputs(wildcards) -> list[str]:
     if config["pseudo_label"]["birdnet_weight"] == 0:
         return []
     return expand("results/birdnet/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS)
+
+
+# Models whose pretrained: is an hf-hub: name train from weights rule pretrained_weights fetched.
+HUB_MODELS = [name for name, resolved in MODELS.items() if is_hub_name(resolved.model.pretrained)]
+
+
+def pretrained_record(wildcards) -> list[str]:
+    """The fetched hub weights' record of a model with an hf-hub: name; none for any other model."""
+    return [f"results/pretrained/{wildcards.model}.json"] if wildcards.model in HUB_MODELS else []
 
 
 def model_settings(wildcards) -> dict:

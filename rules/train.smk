@@ -40,6 +40,7 @@ rule train_teacher:
             if training_embeddings("soundscapes", student=False)(w)
             else []
         ),
+        pretrained=pretrained_record,
     output:
         # last.pt, best.pt and best_oof.parquet beside these are not declared:
         # a killed job, rerun, resumes from them.
@@ -77,6 +78,7 @@ rule train_student:
         teacher_oof=lambda w: round_teacher_outputs(round_of(w.stage), "oof.parquet"),
         embeddings=training_embeddings("train", student=True),
         soundscape_embeddings=training_embeddings("soundscapes", student=True),
+        pretrained=pretrained_record,
     output:
         model="results/models/{stage}/{model}/fold{fold}/model.pt",
         oof="results/models/{stage}/{model}/fold{fold}/oof.parquet",

@@ -148,6 +148,8 @@ BAD_CONFIGS = [
     ("models:\n  regnety_sed: {backbone: regnety_002, train: {epoch: 3}}\n", "models.regnety_sed"),
     ("train:\n  loss: hinge\n", "loss"),
     ("models:\n  a/b: {backbone: regnety_002}\n", "a/b"),
+    ("models:\n  m: {backbone: efficientnet_b0, pretrained: 'hf-hub:timm/resnet18.a1_in1k'}\n", "models.m.pretrained"),
+    ("models:\n  m: {backbone: efficientnet_b0, pretrained: no/such/weights.pth}\n", "models.m.pretrained"),
     ("postprocess:\n  smoothing: [0.3, 0.6, 0.3]\n", "postprocess.smoothing"),
     ("ensemble:\n  members: [student/mobilenet_conv]\n", "ensemble.members"),
     ("ensemble:\n  members: [student3/regnety_sed]\n", "ensemble.members"),

@@ -8,6 +8,7 @@ import torch
 from birdclef.distill import teacher_soft_targets
 from birdclef.layout import by_model
 from birdclef.logs import run_logged
+from birdclef.pretrained import pinned_config
 from birdclef.settings import DistillConfig, MelConfig, ModelConfig, TrainConfig
 from birdclef.train import EmbeddingInputs, StudentData, train_fold
 
@@ -22,13 +23,20 @@ def student_data(smk) -> StudentData:
     )
 
 
+def model_config(smk) -> ModelConfig:
+    """The model's settings; hf-hub: weights pinned to the snapshot rule pretrained_weights fetched."""
+    fetched = smk.input.get("pretrained") or []  # only a model whose pretrained: is an hf-hub: name has this input
+    record = fetched if isinstance(fetched, str) else (fetched[0] if fetched else None)
+    return pinned_config(ModelConfig.from_dict(smk.params.model), record)
+
+
 def main(smk) -> None:
     torch.set_num_threads(smk.threads)
     train_fold(
         list(smk.input.shards),
         pd.read_csv(smk.input.folds),
         int(smk.wildcards.fold),
-        ModelConfig.from_dict(smk.params.model),
+        model_config(smk),
         TrainConfig.from_dict(smk.params.train),
         MelConfig.from_dict(smk.params.mel),
         Path(smk.output.model).parent,

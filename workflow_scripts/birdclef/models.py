@@ -24,7 +24,26 @@ import torch
 from torch import nn
 
 from birdclef.atomic import atomic_path
-from birdclef.settings import ModelConfig
+from birdclef.settings import ModelConfig, is_hub_name
+
+
+def create_backbone(backbone: str, pretrained: str | None = None) -> nn.Module:
+    """timm's ``features_only`` backbone on one channel (its last feature map), from scratch or pretrained.
+
+    ``pretrained`` is a local timm weights file, or an ``hf-hub:<repo>[@<revision>]`` name that
+    timm loads through the Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``).
+    Either way timm adapts the first convolution to one input channel (an RGB stem is summed).
+    """
+    kwargs: dict[str, Any] = {"in_chans": 1, "features_only": True, "out_indices": (-1,)}
+    if not is_hub_name(pretrained):
+        if pretrained:
+            kwargs |= {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained)}}
+        return timm.create_model(backbone, **kwargs)
+    model = timm.create_model(pretrained, pretrained=True, **kwargs)  # the architecture is the repo's config.json's
+    architecture = model.pretrained_cfg.get("architecture", "")
+    if architecture.split(".", 1)[0] != backbone.split(".", 1)[0]:
+        raise ValueError(f"pretrained: {pretrained} holds {architecture} weights, but backbone is {backbone}")
+    return model
 
 
 class BirdModel(nn.Module):
@@ -33,10 +52,7 @@ class BirdModel(nn.Module):
     def __init__(self, cfg: ModelConfig, n_classes: int) -> None:
         super().__init__()
         self.cfg = cfg
-        extra: dict[str, Any] = {}
-        if cfg.pretrained:
-            extra = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(cfg.pretrained)}}
-        self.backbone = timm.create_model(cfg.backbone, in_chans=1, features_only=True, out_indices=(-1,), **extra)
+        self.backbone = create_backbone(cfg.backbone, cfg.pretrained)
         channels = self.backbone.feature_info.channels()[-1]
         self.dropout = nn.Dropout(cfg.dropout)
         if cfg.head == "linear":

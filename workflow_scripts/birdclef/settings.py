@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
@@ -212,6 +213,46 @@ def is_timm_model(name: str) -> bool:
     return name.split(".", 1)[0] in timm_model_names()
 
 
+HUB_PREFIX = "hf-hub:"  # timm's prefix for weights on the Hugging Face Hub: hf-hub:<owner>/<repo>[@<revision>]
+
+
+def is_hub_name(pretrained: str | None) -> bool:
+    """Whether a ``pretrained`` value names Hugging Face Hub weights (else it is a local file, or None)."""
+    return bool(pretrained) and pretrained.startswith(HUB_PREFIX)
+
+
+def hub_repo(pretrained: str) -> tuple[str, str | None]:
+    """The repo id and revision (None: main) of ``hf-hub:<owner>/<repo>[@<revision>]``, split as timm splits it."""
+    repo, at, revision = pretrained.removeprefix(HUB_PREFIX).partition("@")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or (at and not re.fullmatch(r"[\w./-]+", revision)):
+        raise ValueError(f"{pretrained} is not {HUB_PREFIX}<owner>/<repo> or {HUB_PREFIX}<owner>/<repo>@<revision>")
+    return repo, revision or None
+
+
+def hub_architecture(repo: str) -> str | None:
+    """The architecture a repo id names: timm's own repos are ``timm/<architecture>.<tag>``.
+
+    Any other repo says so only in its config.json, which is read when the weights are fetched.
+    """
+    owner, name = repo.split("/", 1)
+    return name.split(".", 1)[0] if owner == "timm" else None
+
+
+def pretrained_problem(pretrained: str | None, backbone: str) -> str | None:
+    """What is wrong with a ``pretrained`` value for ``backbone``, as far as it can be told without network."""
+    if not pretrained:
+        return None
+    if not is_hub_name(pretrained):
+        return None if Path(pretrained).is_file() else f"{pretrained} is not a file (nor a {HUB_PREFIX}<repo> name)"
+    try:
+        architecture = hub_architecture(hub_repo(pretrained)[0])
+    except ValueError as err:
+        return str(err)
+    if architecture is not None and architecture != backbone.split(".", 1)[0]:
+        return f"{pretrained} holds {architecture} weights, but backbone is {backbone}"
+    return None
+
+
 # What each model kind is trained on and which heads it has. The torch side (how a kind
 # trains, predicts and exports) is registered in ``birdclef.kinds``; the rules only need
 # to know which caches a model reads, so that stays here, stdlib only.
@@ -228,7 +269,8 @@ class ModelConfig:
     head: str | None = None  # cnn: linear, conv1x1 or sed (default); birdnet_head: linear or mlp (default)
     hidden: int = 512  # birdnet_head mlp: hidden units
     dropout: float = 0.2
-    pretrained: str | None = None  # a local weights file (no model hub is reachable); None trains from scratch
+    # a local weights file, or hf-hub:<repo> (timm's name for Hugging Face Hub weights); None trains from scratch
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_HEADS:
@@ -240,8 +282,8 @@ class ModelConfig:
             raise ValueError(f"head must be one of {heads} for kind {self.kind}, got {self.head!r}")
         if self.kind == "cnn" and not is_timm_model(self.backbone):
             raise ValueError(f"backbone: {self.backbone!r} is not a timm model name")
-        if self.pretrained and not Path(self.pretrained).is_file():
-            raise ValueError(f"pretrained: {self.pretrained} is not a file")
+        if problem := pretrained_problem(self.pretrained, self.backbone):
+            raise ValueError(f"pretrained: {problem}")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> ModelConfig:
@@ -563,6 +605,8 @@ def resolve(config: Mapping) -> Plan:
     models = {}
     for name, entry in config["models"].items():
         arch = {k: v for k, v in entry.items() if k not in ("train", "embedding_distill")}  # those are train settings
+        if problem := pretrained_problem(entry.get("pretrained"), entry.get("backbone", "")):
+            raise ConfigError(f"Invalid config: models.{name}.pretrained: {problem}")
         model = _section(ModelConfig, arch, f"models.{name}")
         train = _section(TrainConfig, train_settings(config["train"], entry), f"models.{name}")
         if model.kind != "cnn" and train.embedding_distill.weight > 0:

@@ -39,6 +39,7 @@ from birdclef.kinds import Kind, build_model, kind_of
 from birdclef.losses import embedding_loss, weighted_loss
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import save_model
+from birdclef.pretrained import describe_pretrained
 from birdclef.settings import DistillConfig, ModelConfig, TrainConfig
 from birdclef.tables import write_csv, write_parquet
 
@@ -222,6 +223,7 @@ def train_fold(
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, len(ds.classes))
     model = model.to(dev, memory_format=torch.channels_last) if kind.input == "mels" else model.to(dev)
+    pretrained = describe_pretrained(model_cfg.pretrained)  # the weights it starts from: hub commit, or file sha256
     distill_weight = cfg.embedding_distill.weight
     # Training-only: maps the CNN's pooled features onto BirdNET's 1024-d embedding space.
     projection = torch.nn.Linear(model.n_features, 1024).to(dev) if distill_weight > 0 else None
@@ -390,6 +392,7 @@ def train_fold(
         "embedding_distill_weight": distill_weight,
         "device": str(dev),
         "threads": torch.get_num_threads(),
+        "pretrained": pretrained,
     }
     with atomic_path(out / "metrics.json") as tmp:  # as it always was: NaN stays NaN, no final newline
         tmp.write_text(json.dumps(metrics, indent=2))
