@@ -33,6 +33,7 @@ SECTIONS = {
     settings.EnsembleConfig: ["ensemble"],
     settings.PostprocessConfig: ["postprocess"],
     settings.ModelConfig: ["models", "*"],
+    settings.ValidationBuildConfig: ["validation", "build"],
 }
 NOT_IN_SCHEMA = {(settings.FilterConfig, "window_s")}  # comes from chunks.chunk_s
 # Keys the plan resolves (members), or that are sections of their own (augment) or merged in (an entry's train).
@@ -151,6 +152,8 @@ BAD_CONFIGS = [
     ("birdnet:\n  lat: 52.0\n", "birdnet.lat"),
     ("mel:\n  f_max: 20000.0\n", "mel.f_min"),
     ("distill:\n  pseudo_share: 1.0\n", "pseudo_share"),
+    ("validation:\n  build: {snr_db: [10.0, -5.0]}\n", "validation.build.snr_db"),
+    ("validation:\n  build: {soundscape_seconds: 62}\n", "soundscape_seconds"),
 ]
 
 
