@@ -130,7 +130,8 @@ def plan_validation(
             index, slot = divmod(int(position), slots_per)
             name = soundscape_name(fold, index)
             clip_start, clip_s, place = crop(float(clip.duration_s), list(clip.best_windows), slot_s, rng)
-            labels = slot_labels(clip.primary_label, list(clip.secondary_labels), classes)
+            secondary = [] if clip.secondary_labels is None else list(clip.secondary_labels)
+            labels = slot_labels(clip.primary_label, secondary, classes)
             end = (slot + 1) * slot_s
             slot_rows.append(
                 [name, fold, slot, f"{name}_{round(end)}", slot * slot_s, end, clip.clip_id, str(clip.path)]
