@@ -87,7 +87,7 @@ MUST_PLAN = {
     "fresh": {"manifest", "birdnet_scan", "quality_filter", "dedup", "mel_train_shard", "train_teacher", "infer"},
     "manifest": {"birdnet_scan", "quality_filter", "dedup", "mel_train_shard", "train_teacher", "infer"},
     "dedup": {"mel_train_shard", "mel_soundscape_shard", "folds", "train_teacher", "pseudo_label"}
-    | {"train_student", "fit_ensemble", "infer"},
+    | {"build_validation", "mel_validation_shard", "predict_validation", "train_student", "fit_ensemble", "infer"},
     "ensemble": {"export_int8", "export_summary", "infer"},
 }
 _UP_TO_DEDUP = {"manifest", "birdnet_scan", "quality_filter", "dedup"}
@@ -97,6 +97,7 @@ MUST_NOT_PLAN = {
     "dedup": _UP_TO_DEDUP | {"export_int8"},
     "ensemble": _UP_TO_DEDUP
     | {"mel_train_shard", "mel_soundscape_shard", "birdnet_soundscape_shard", "folds", "train_teacher"}
+    | {"build_validation", "mel_validation_shard", "predict_validation"}
     | {"pseudo_label", "train_student", "fit_ensemble"},
 }
 
@@ -219,7 +220,8 @@ def stage_outputs(layout: Layout) -> list[tuple[str, str, list[str]]]:
     """(state that completes it, rule, its outputs) of every rule before export, in the order a run goes.
 
     These are the rules of a config without validation soundscapes and with one pseudo-label round:
-    Kaggle's data has no validation_soundscapes/, and the recipe runs one round.
+    Kaggle's data has no validation_soundscapes/ (so build_validation builds them from the held-out
+    clips; a path ending in / is its folder output), and the recipe runs one round.
     """
     cfg = layout.config
     assert cfg["pseudo_label"]["rounds"] == 1, "only one pseudo-label round is laid out"
@@ -231,6 +233,9 @@ def stage_outputs(layout: Layout) -> list[tuple[str, str, list[str]]]:
     def fold_files(stage: str, models: list[str]) -> list[str]:
         names = ["model.pt", "oof.parquet", "history.csv", "metrics.json"]
         return [f"results/models/{stage}/{m}/fold{k}/{n}" for m in models for k in folds for n in names]
+
+    built = ["soundscapes/", "validation_solution.csv", "soundscape_folds.csv", "slots.csv", "example.png"]
+    predicted = [("teacher", m) for m in cfg["teachers"]] + [("student", m) for m in cfg["students"]]
 
     return [
         ("manifest", "manifest", [f"results/manifest/{n}" for n in ("clips.parquet", "rejected.csv", "summary.png")]),
@@ -246,12 +251,19 @@ def stage_outputs(layout: Layout) -> list[tuple[str, str, list[str]]]:
         ("ensemble", "birdnet_soundscape_shard", [f"results/birdnet/soundscapes/{s}.parquet" for s in mel_sound]),
         ("ensemble", "folds", ["results/folds.csv"]),
         ("ensemble", "train_teacher", fold_files("teacher", cfg["teachers"])),
+        ("ensemble", "build_validation", [f"results/validation/{n}" for n in built]),
+        ("ensemble", "mel_validation_shard", [f"results/mels/validation/{s}.parquet" for s in mel_sound]),
         (
             "ensemble",
             "pseudo_label",
             ["results/pseudo/round1/labels.parquet", "results/pseudo/round1/pseudo_labels.png"],
         ),
         ("ensemble", "train_student", fold_files("student", cfg["students"])),
+        (
+            "ensemble",
+            "predict_validation",
+            [f"results/predictions/{stage}/{m}/validation.parquet" for stage, m in predicted],
+        ),
         (
             "ensemble",
             "fit_ensemble",
@@ -321,7 +333,9 @@ def write_state(layout: Layout, state: str) -> float:
         for rel in paths:
             path = layout.work / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            if rel == "results/manifest/clips.parquet":
+            if rel.endswith("/"):  # a folder output
+                path.mkdir(exist_ok=True)
+            elif rel == "results/manifest/clips.parquet":
                 pq.write_table(manifest_table(layout), path, compression="zstd")
             elif rel == "results/dedup/clips.parquet":
                 pq.write_table(dedup_table(layout), path, compression="zstd")

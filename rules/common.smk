@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from birdclef import layout  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
+from birdclef.backgrounds import split_backgrounds  # noqa: E402
 from birdclef.settings import ConfigError, is_hub_name, resolve  # noqa: E402
 from birdclef.shards import group_by_shard, shard_name  # noqa: E402
 
@@ -117,18 +118,30 @@ def mel_train_audio(wildcards) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _soundscape_shards(root: Path, n_shards: int) -> dict[str, list[str]]:
-    """The files of a soundscape folder by shard, listed and hashed once per Snakemake run."""
-    paths = [str(root / name) for name in list_audio_files(root)]
+def _soundscape_files(root: Path, background_share: float | None) -> tuple[list[str], list[str]]:
+    """The files of a soundscape folder, listed once per Snakemake run: (those to use, those set aside as backgrounds)."""
+    return split_backgrounds([str(root / name) for name in list_audio_files(root)], background_share)
+
+
+@functools.lru_cache(maxsize=8)
+def _soundscape_shards(root: Path, n_shards: int, background_share: float | None = None) -> dict[str, list[str]]:
+    """The files of a soundscape folder by shard (backgrounds of the built validation set left out), hashed once."""
+    paths = _soundscape_files(root, background_share)[0]
     return group_by_shard(paths, n_shards, key=lambda path: Path(path).stem)
 
 
 def soundscape_inputs(wildcards, folder: str = "train_soundscapes") -> list[str]:
-    """The soundscape files of one shard; the demo's folder stands for its files, as in the manifest."""
+    """The soundscape files of one shard; the demo's folder stands for its files, as in the manifest.
+
+    From train_soundscapes/ (pseudo-labels, BirdNET, distillation) the backgrounds of the built
+    validation set are left out, when it is built (BACKGROUND_SHARE; the scripts leave them out
+    of a folder too).
+    """
     root = Path(DATA_DIR) / folder
     if USE_DEMO:
         return [str(root)]
-    return _soundscape_shards(root, config["mel_shards"]["n_soundscape_shards"]).get(wildcards.shard, [])
+    share = BACKGROUND_SHARE if folder == "train_soundscapes" else None
+    return _soundscape_shards(root, config["mel_shards"]["n_soundscape_shards"], share).get(wildcards.shard, [])
 
 
 # --- BirdNET embeddings -----------------------------------------------------------
@@ -234,14 +247,49 @@ def fold_outputs(stage: str, models: list[str], name: str) -> list[str]:
 
 
 # --- Labelled soundscapes that score the models ------------------------------------
+# Given (validation: names a folder and a solution that exist, as on the demo), or else
+# built by rule build_validation from each fold's held-out clips on background
+# soundscapes set aside from train_soundscapes/ (birdclef.backgrounds), which are then
+# never pseudo-labelled, scanned by BirdNET or distilled from.
 _val = config["validation"]
-HAS_VALIDATION = bool(_val["soundscapes"] and _val["solution"]) and (
+HAS_GIVEN_VALIDATION = bool(_val["soundscapes"] and _val["solution"]) and (
     USE_DEMO or (Path(DATA_DIR, _val["soundscapes"]).is_dir() and Path(DATA_DIR, _val["solution"]).is_file())
 )
+VALIDATION_SOURCE = "given" if HAS_GIVEN_VALIDATION else "built"
+BUILD_VALIDATION = VALIDATION_SOURCE == "built"
+HAS_VALIDATION = HAS_GIVEN_VALIDATION or BUILD_VALIDATION
+BUILT_VALIDATION_DIR = "results/validation"
+VALIDATION_SOLUTION = (
+    f"{BUILT_VALIDATION_DIR}/validation_solution.csv" if BUILD_VALIDATION else f"{DATA_DIR}/{_val['solution']}"
+)
+BACKGROUND_SHARE = PLAN.validation_build.background_share if BUILD_VALIDATION else None
 
 
 def validation_inputs(wildcards) -> list[str]:
+    """The validation soundscapes of one shard: given ones, or the built folder (standing for its files)."""
+    if BUILD_VALIDATION:
+        return [f"{BUILT_VALIDATION_DIR}/soundscapes"]
     return soundscape_inputs(wildcards, config["validation"]["soundscapes"])
+
+
+def validation_fold_map(wildcards) -> list[str]:
+    """Built validation: the table soundscape -> fold, so that each window is predicted by the fold that held it out."""
+    return [f"{BUILT_VALIDATION_DIR}/soundscape_folds.csv"] if BUILD_VALIDATION else []
+
+
+def background_soundscapes(wildcards) -> list[str]:
+    """The train_soundscapes set aside as backgrounds of the built validation set; the demo's folder stands for its files."""
+    root = Path(DATA_DIR) / "train_soundscapes"
+    if USE_DEMO:
+        return [str(root)]
+    return _soundscape_files(root, BACKGROUND_SHARE)[1]
+
+
+def kept_clip_audio(wildcards) -> list[str]:
+    """The audio of every kept clip (the built validation set's clips); waits for the dedup checkpoint."""
+    clips = checkpoints.dedup.get().output.clips
+    shards = _kept_clips(clips, os.stat(clips).st_mtime_ns, config["mel_shards"]["n_train_shards"])
+    return sorted({row[1] for rows in shards.values() for row in rows})
 
 
 def validation_predictions(stage: str, models: list[str]) -> list[str]:
@@ -289,7 +337,13 @@ def exported_quant_reports(wildcards) -> list[str]:
 
 
 def export_eval_inputs(wildcards) -> list[str]:
-    """The windows the INT8 gate scores on: validation soundscapes, else the training chunks."""
+    """The windows the INT8 gate scores on: validation soundscapes, else the training chunks.
+
+    Built validation soundscapes hold held-out clips of every fold, and the gate runs the
+    fold-mean IR, whose other folds trained on most of those clips: fine for comparing
+    FP32 with INT8 on the same windows, but not a score of the model (score_models and
+    fit_ensemble have those, each window predicted out of fold).
+    """
     if HAS_VALIDATION:
         return expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS)
     return expand("results/mels/train/{shard}.parquet", shard=MEL_TRAIN_SHARDS)
@@ -333,6 +387,7 @@ def final_outputs() -> list[str]:
         *expand("results/models/teacher/{model}/training.png", model=PLAN.teachers),
         *expand("results/pseudo/round{round}/pseudo_labels.png", round=range(1, ROUNDS + 1)),
         *expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=PLAN.students),
+        *([f"{BUILT_VALIDATION_DIR}/example.png"] if BUILD_VALIDATION else []),
         *(["results/scores/models.png"] if HAS_VALIDATION else []),
         "results/ensemble/weights.json",
         "results/ensemble/per_class.png",

@@ -4,7 +4,7 @@
 checkpoint fit_ensemble:
     input:
         predictions=ensemble_inputs,
-        solution=[f"{DATA_DIR}/{config['validation']['solution']}"] if HAS_VALIDATION else [],
+        solution=[VALIDATION_SOLUTION] if HAS_VALIDATION else [],
     output:
         weights="results/ensemble/weights.json",
         plot=report(

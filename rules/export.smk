@@ -5,10 +5,12 @@ rule export_int8:
     input:
         models=model_folds,
         calibration=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
+        # Built validation soundscapes: the fold-mean IR has seen most of their clips; the gate
+        # compares FP32 with INT8 on them, it does not score the model (see export_eval_inputs).
         windows=export_eval_inputs,
         calibration_embeddings=model_window_inputs("soundscapes"),
         window_embeddings=export_eval_embeddings,
-        solution=[f"{DATA_DIR}/{config['validation']['solution']}"] if HAS_VALIDATION else [],
+        solution=[VALIDATION_SOLUTION] if HAS_VALIDATION else [],
     output:
         fp32_xml="results/export/{stage}/{model}/fp32.xml",
         fp32_bin="results/export/{stage}/{model}/fp32.bin",
@@ -28,6 +30,7 @@ rule export_int8:
     params:
         export=config["export"],
         mel=config["mel"],
+        validation_source=VALIDATION_SOURCE,
     script:
         "../workflow_scripts/export_member.py"
 

@@ -50,6 +50,7 @@ rule mel_soundscape_shard:
         mel=config["mel"],
         chunks=config["chunks"],
         n_shards=config["mel_shards"]["n_soundscape_shards"],
+        background_share=BACKGROUND_SHARE,  # the built validation set's backgrounds are left out
     script:
         "../workflow_scripts/build_mel_shard.py"
 

@@ -20,6 +20,7 @@ rule birdnet_soundscape_shard:
     params:
         birdnet=config["birdnet"],
         n_shards=config["mel_shards"]["n_soundscape_shards"],
+        background_share=BACKGROUND_SHARE,  # the built validation set's backgrounds are left out
     script:
         "../workflow_scripts/scan_birdnet_soundscapes.py"
 

@@ -1,5 +1,6 @@
-# Each model's predictions on the labelled validation soundscapes (when there are any),
-# and the scores of every teacher and student on them.
+# Each model's predictions on the labelled validation soundscapes (given, or built from
+# held-out clips: then each window by its own fold's model), and the scores of every
+# teacher and student on them.
 
 
 rule predict_validation:
@@ -7,6 +8,7 @@ rule predict_validation:
         windows=expand("results/mels/validation/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
         models=model_folds,
         embeddings=model_window_inputs("validation"),
+        fold_map=validation_fold_map,
     output:
         "results/predictions/{stage}/{model}/validation.parquet",
     log:
@@ -27,7 +29,7 @@ rule predict_validation:
 
 rule score_models:
     input:
-        solution=f"{DATA_DIR}/{config['validation']['solution']}",
+        solution=VALIDATION_SOLUTION,
         predictions=[
             p for stage in ["teacher", *STUDENT_STAGES] for p in validation_predictions(stage, stage_models(stage))
         ],

@@ -35,6 +35,7 @@ SECTIONS = {
     settings.EnsembleConfig: ["ensemble"],
     settings.PostprocessConfig: ["postprocess"],
     settings.ModelConfig: ["models", "*"],
+    settings.ValidationBuildConfig: ["validation", "build"],
 }
 NOT_IN_SCHEMA = {(settings.FilterConfig, "window_s")}  # comes from chunks.chunk_s
 # Keys the plan resolves (members), or that are sections of their own (augment) or merged in (an entry's train).
@@ -167,6 +168,8 @@ BAD_CONFIGS = [
     ("models:\n  c: {backbone: regnety_002, embedding_distill: {weigth: 1}}\n", "models.c"),
     ("embeddings:\n  segment_starts: [0.0, 2.5]\n", "embeddings.segment_starts"),
     ("embeddings:\n  segment_starts: [1.0, 0.0]\n", "embeddings.segment_starts"),
+    ("validation:\n  build: {snr_db: [10.0, -5.0]}\n", "validation.build.snr_db"),
+    ("validation:\n  build: {soundscape_seconds: 62}\n", "soundscape_seconds"),
 ]
 
 

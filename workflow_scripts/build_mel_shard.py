@@ -1,9 +1,10 @@
-"""Rules mel_train_shard and mel_soundscape_shard: one shard of the log-mel cache."""
+"""Rules mel_train_shard, mel_soundscape_shard and mel_validation_shard: one shard of the log-mel cache."""
 
 import logging
 
 import pandas as pd
 
+from birdclef.backgrounds import split_backgrounds
 from birdclef.logs import run_logged
 from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
 from birdclef.settings import ChunkConfig, MelConfig
@@ -25,6 +26,8 @@ def main(smk) -> None:
         table = build_train_shard(clips, classes, mel, chunks, threads=smk.threads)
     else:
         paths = files_in_shard(smk.input.audio, smk.params.n_shards, smk.wildcards.shard)
+        # train_soundscapes set aside as the built validation set's backgrounds (the demo's folder holds them)
+        paths = split_backgrounds(paths, smk.params.get("background_share"))[0]
         log.info("%s: %d soundscapes", smk.wildcards.shard, len(paths))
         table = build_soundscape_shard(paths, classes, mel, chunks, threads=smk.threads)
     write_shard(table, smk.output[0], classes, mel, chunks)

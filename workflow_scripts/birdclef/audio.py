@@ -1,4 +1,4 @@
-"""Audio I/O: writing OGG/Vorbis safely, and checking that a file decodes whole."""
+"""Audio I/O: writing OGG/Vorbis (and FLAC) safely, and checking that a file decodes whole."""
 
 from __future__ import annotations
 
@@ -26,6 +26,16 @@ def write_ogg(path: str | Path, audio: np.ndarray, sr: int, quality: float | Non
     kwargs = {} if quality is None else {"compression_level": 1.0 - quality}
     ogg = {"samplerate": sr, "channels": channels, "format": "OGG", "subtype": "VORBIS", **kwargs}
     with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", **ogg) as f:
+        for start in range(0, len(audio), _BLOCK):
+            f.write(audio[start : start + _BLOCK])
+
+
+def write_flac(path: str | Path, audio: np.ndarray, sr: int) -> None:
+    """Write ``audio`` (frames, or frames x channels, in [-1, 1]) as 16-bit FLAC: lossless, block by block."""
+    audio = np.asarray(audio, dtype=np.float32)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    flac = {"samplerate": sr, "channels": channels, "format": "FLAC", "subtype": "PCM_16"}
+    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", **flac) as f:
         for start in range(0, len(audio), _BLOCK):
             f.write(audio[start : start + _BLOCK])
 

@@ -255,3 +255,38 @@ def plot_runtimes(jobs: pd.DataFrame, path: str | Path) -> None:
     ax.set(xlabel="wall seconds (log scale)", title=f"per-rule runtimes, {jobs['seconds'].sum() / 60:.1f} job-minutes")
     ax.legend(loc="lower right", fontsize="small")
     _save(fig, path)
+
+
+def plot_built_soundscape(
+    audio: np.ndarray, sr: int, slot_s: float, slot_labels: list[list[str]], title: str, path: str | Path
+) -> None:
+    """A built validation soundscape's spectrogram, its slots marked and each slot's labels (the solution's 1s) on it.
+
+    ``slot_labels``: per slot, its positives (primary first); an empty list is a background-only slot.
+    """
+    fig, ax = plt.subplots(figsize=(14, 4.5), layout="constrained")
+    if len(audio):
+        ax.specgram(audio, NFFT=1024, Fs=sr, noverlap=512, cmap="magma", scale="dB", vmin=-130)
+    top = sr / 2
+    for k, labels in enumerate(slot_labels):
+        start = k * slot_s
+        ax.axvline(start, color="white", linewidth=0.8, alpha=0.7)
+        text = "\n".join([f"{labels[0]} (primary)", *labels[1:]]) if labels else "background only"
+        ax.text(
+            start + 0.1 * slot_s,
+            0.97 * top,
+            text,
+            va="top",
+            fontsize=7,
+            color="black" if labels else "dimgrey",
+            style="normal" if labels else "italic",
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.5},
+        )
+    ax.set(
+        xlim=(0, len(slot_labels) * slot_s),
+        ylim=(0, top),
+        xlabel="time (s)",
+        ylabel="frequency (Hz)",
+        title=title,
+    )
+    _save(fig, path)

@@ -198,6 +198,39 @@ class EmbeddingConfig:
         return json.dumps({"segment_starts": list(self.segment_starts), "segment_s": BIRDNET_SEGMENT_S})
 
 
+@dataclass(frozen=True)
+class ValidationBuildConfig:
+    """The ``validation.build:`` section: labelled soundscapes built from held-out clips when the data has none."""
+
+    background_share: float = 0.2  # share of train_soundscapes set aside as backgrounds (birdclef.backgrounds)
+    soundscape_seconds: int = 60  # length of a built soundscape
+    fill_share: float = 0.67  # share of slots that hold a clip; the rest are negatives for every class
+    snr_db: tuple[float, float] = (-5.0, 10.0)  # clip RMS against the background's over its slot, drawn uniformly
+    background_gain_db: float = 0.0  # gain of the backgrounds; sets the files' level, not the SNR
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snr_db", tuple(self.snr_db))
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ValueError(f"validation.build.snr_db must be [low, high] with low <= high, got {list(self.snr_db)}")
+        if not 0 <= self.background_share < 1:
+            raise ValueError(f"validation.build.background_share must be in [0, 1), got {self.background_share}")
+        if not 0 < self.fill_share <= 1:
+            raise ValueError(f"validation.build.fill_share must be in (0, 1], got {self.fill_share}")
+        if not _is_int(self.soundscape_seconds) or self.soundscape_seconds < WINDOW_S:
+            raise ValueError(
+                f"validation.build.soundscape_seconds must be an integer >= {WINDOW_S}, got {self.soundscape_seconds!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> ValidationBuildConfig:
+        check_keys(cls, values, "validation.build")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
 # --- Models and training ----------------------------------------------------------------
 @functools.cache
 def timm_model_names() -> frozenset[str]:
@@ -555,6 +588,7 @@ class Plan:
     ensemble: EnsembleConfig
     ensemble_members: list[str]  # <stage>/<name>
     postprocess: PostprocessConfig
+    validation_build: ValidationBuildConfig = field(default_factory=ValidationBuildConfig)
 
     @property
     def rounds(self) -> int:
@@ -643,6 +677,7 @@ def resolve(config: Mapping) -> Plan:
         ensemble=_section(EnsembleConfig, {k: v for k, v in config["ensemble"].items() if k != "members"}, "ensemble"),
         ensemble_members=members,
         postprocess=_section(PostprocessConfig, config["postprocess"], "postprocess"),
+        validation_build=_section(ValidationBuildConfig, config["validation"].get("build", {}), "validation.build"),
     )
     last_end = plan.embeddings.segment_starts[-1] + BIRDNET_SEGMENT_S
     if last_end > plan.chunks.chunk_s + 1e-9:
