@@ -96,7 +96,7 @@ MUST_NOT_PLAN = {
     "manifest": {"manifest", "export_int8"},
     "dedup": _UP_TO_DEDUP | {"export_int8"},
     "ensemble": _UP_TO_DEDUP
-    | {"mel_train_shard", "mel_soundscape_shard", "birdnet_soundscape_shard", "folds", "train_teacher"}
+    | {"mel_train_shard", "mel_soundscape_shard", "embed_shard", "folds", "train_teacher"}
     | {"build_validation", "mel_validation_shard", "predict_validation"}
     | {"pseudo_label", "train_student", "fit_ensemble"},
 }
@@ -248,11 +248,15 @@ def stage_outputs(layout: Layout) -> list[tuple[str, str, list[str]]]:
         ),
         ("ensemble", "mel_train_shard", [f"results/mels/train/{s}.parquet" for s in mel_train]),
         ("ensemble", "mel_soundscape_shard", [f"results/mels/soundscapes/{s}.parquet" for s in mel_sound]),
-        ("ensemble", "birdnet_soundscape_shard", [f"results/birdnet/soundscapes/{s}.parquet" for s in mel_sound]),
+        *[
+            ("ensemble", "embed_shard", [f"results/embeddings/{kind}/{s}.parquet" for s in shards])
+            for kind, shards in (("train", mel_train), ("soundscapes", mel_sound))
+        ],
         ("ensemble", "folds", ["results/folds.csv"]),
         ("ensemble", "train_teacher", fold_files("teacher", cfg["teachers"])),
         ("ensemble", "build_validation", [f"results/validation/{n}" for n in built]),
         ("ensemble", "mel_validation_shard", [f"results/mels/validation/{s}.parquet" for s in mel_sound]),
+        ("ensemble", "embed_shard", [f"results/embeddings/validation/{s}.parquet" for s in mel_sound]),
         (
             "ensemble",
             "pseudo_label",

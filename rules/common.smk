@@ -212,16 +212,10 @@ def pseudo_teacher_models(wildcards) -> list[str]:
 
 
 def pseudo_embedding_inputs(wildcards) -> list[str]:
-    """The soundscape windows' BirdNET embeddings, when a teacher of the round predicts from embeddings."""
+    """The soundscape windows' BirdNET embeddings and logits: when BirdNET labels, or a teacher predicts from them."""
     _, names = round_teachers(int(wildcards.round))
-    return embedding_shards("soundscapes") if any(MODELS[n].input == "embeddings" for n in names) else []
-
-
-def pseudo_birdnet_inputs(wildcards) -> list[str]:
-    """BirdNET's soundscape detections, when BirdNET has a say in the pseudo-labels."""
-    if config["pseudo_label"]["birdnet_weight"] == 0:
-        return []
-    return expand("results/birdnet/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS)
+    needed = config["pseudo_label"]["birdnet_weight"] > 0 or any(MODELS[n].input == "embeddings" for n in names)
+    return embedding_shards("soundscapes") if needed else []
 
 
 # Models whose pretrained: is an hf-hub: name train from weights rule pretrained_weights fetched.
@@ -290,6 +284,26 @@ def kept_clip_audio(wildcards) -> list[str]:
     clips = checkpoints.dedup.get().output.clips
     shards = _kept_clips(clips, os.stat(clips).st_mtime_ns, config["mel_shards"]["n_train_shards"])
     return sorted({row[1] for rows in shards.values() for row in rows})
+
+
+# BirdNET's zero-shot scores on the validation windows, from the logits cached with the embeddings.
+ZERO_SHOT_OUTPUTS = (
+    [
+        "results/predictions/birdnet/zero_shot/validation.parquet",
+        "results/predictions/birdnet/zero_shot/known_classes.json",
+    ]
+    if PLAN.uses_embeddings and HAS_VALIDATION
+    else []
+)
+
+
+# The birdnet_head models scored on the validation windows, each against BirdNET zero-shot.
+EMBEDDING_MEMBERS = [
+    f"{stage}/{name}"
+    for stage in ["teacher", *STUDENT_STAGES]
+    for name in stage_models(stage)
+    if MODELS[name].input == "embeddings"
+]
 
 
 def validation_predictions(stage: str, models: list[str]) -> list[str]:
@@ -389,6 +403,7 @@ def final_outputs() -> list[str]:
         *expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=PLAN.students),
         *([f"{BUILT_VALIDATION_DIR}/example.png"] if BUILD_VALIDATION else []),
         *(["results/scores/models.png"] if HAS_VALIDATION else []),
+        *(["results/scores/embedding_members_vs_zero_shot.png"] if ZERO_SHOT_OUTPUTS and EMBEDDING_MEMBERS else []),
         "results/ensemble/weights.json",
         "results/ensemble/per_class.png",
         "results/export/summary.png",

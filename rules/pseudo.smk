@@ -1,34 +1,11 @@
-# Stage 7: soft labels for the unlabelled soundscapes, from the teachers and BirdNET; one
-# job per round (round n's students are round n+1's teachers).
-
-
-rule birdnet_soundscape_shard:
-    input:
-        audio=soundscape_inputs,
-    output:
-        "results/birdnet/soundscapes/{shard}.parquet",
-    log:
-        "results/logs/birdnet_soundscape_shard/{shard}.log",
-    benchmark:
-        "results/benchmarks/birdnet_soundscape_shard/{shard}.tsv"
-    conda:
-        "../envs/birdnet.yaml"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    params:
-        birdnet=config["birdnet"],
-        n_shards=config["mel_shards"]["n_soundscape_shards"],
-        background_share=BACKGROUND_SHARE,  # the built validation set's backgrounds are left out
-    script:
-        "../workflow_scripts/scan_birdnet_soundscapes.py"
+# Stage 7: soft labels for the unlabelled soundscapes, from the teachers and BirdNET (its
+# logits, cached with its embeddings); one job per round (round n's students are round
+# n+1's teachers).
 
 
 rule pseudo_label:
     input:
         windows=expand("results/mels/soundscapes/{shard}.parquet", shard=MEL_SOUNDSCAPE_SHARDS),
-        birdnet=pseudo_birdnet_inputs,
         models=pseudo_teacher_models,
         embeddings=pseudo_embedding_inputs,
         taxonomy=f"{DATA_DIR}/taxonomy.csv",
@@ -57,6 +34,5 @@ rule pseudo_label:
         teacher_weights=lambda w: round_teacher_weights(int(w.round)),
         birdnet=config["birdnet"],
         mel=config["mel"],
-        chunk_s=config["chunks"]["chunk_s"],
     script:
         "../workflow_scripts/run_pseudo_label.py"

@@ -27,12 +27,38 @@ rule predict_validation:
         "../workflow_scripts/predict_validation.py"
 
 
+rule birdnet_zero_shot:
+    input:
+        embeddings=embedding_shards("validation"),
+        taxonomy=f"{DATA_DIR}/taxonomy.csv",
+    output:
+        predictions="results/predictions/birdnet/zero_shot/validation.parquet",
+        known="results/predictions/birdnet/zero_shot/known_classes.json",
+    log:
+        "results/logs/birdnet_zero_shot.log",
+    benchmark:
+        "results/benchmarks/birdnet_zero_shot.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        embeddings=config["embeddings"],
+        birdnet=config["birdnet"],
+    script:
+        "../workflow_scripts/predict_birdnet_zero_shot.py"
+
+
 rule score_models:
     input:
         solution=VALIDATION_SOLUTION,
         predictions=[
             p for stage in ["teacher", *STUDENT_STAGES] for p in validation_predictions(stage, stage_models(stage))
         ],
+        # BirdNET zero-shot, beside the models, where the embeddings are cached anyway
+        zero_shot=ZERO_SHOT_OUTPUTS,
     output:
         scores="results/scores/models.csv",
         per_class="results/scores/models_per_class.csv",
@@ -55,3 +81,29 @@ rule score_models:
         folds=len(FOLDS),
     script:
         "../workflow_scripts/score_models.py"
+
+
+rule plot_zero_shot:
+    input:
+        per_class="results/scores/models_per_class.csv",
+        known="results/predictions/birdnet/zero_shot/known_classes.json",
+    output:
+        report(
+            "results/scores/embedding_members_vs_zero_shot.png",
+            caption="../report/zero_shot.rst",
+            category="Scores",
+        ),
+    log:
+        "results/logs/plot_zero_shot.log",
+    benchmark:
+        "results/benchmarks/plot_zero_shot.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        members=EMBEDDING_MEMBERS,
+    script:
+        "../workflow_scripts/plot_zero_shot.py"

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from birdclef.embeddings import Embeddings
 from birdclef.predict import predict_shards
 from birdclef.pseudo import birdnet_window_probs, blend, keep_windows, pseudo_labels, sharpen
 
@@ -15,23 +16,33 @@ def windows(n=4, ids=("s1",)):
     return pd.DataFrame([{"row_id": f"{i}_{5 * (k + 1)}", "id": i, "offset_s": 5.0 * k} for i in ids for k in range(n)])
 
 
-def test_birdnet_confidences_land_on_every_overlapping_window_and_every_class_of_the_species():
-    det = pd.DataFrame(
-        {
-            "clip_id": ["s1", "s1", "s1", "s2"],
-            "start": [3.0, 6.0, 12.0, 0.0],
-            "end": [6.0, 9.0, 15.0, 3.0],
-            "scientific_name": ["Turdus merula", "Turdus merula", "Parus major", "Parus major"],
-            "confidence": [0.4, 0.9, 0.7, 0.99],
-        }
+def cached(windows: pd.DataFrame, logits: dict[str, list[float]]) -> Embeddings:
+    """An embedding cache of ``windows`` whose logits per BirdNET species are given (embeddings unused here)."""
+    species = sorted(logits)
+    return Embeddings(
+        windows[["id", "offset_s", "row_id"]].reset_index(drop=True),
+        np.zeros((len(windows), 1024), np.float32),
+        np.array([logits[s] for s in species], np.float32).T,
+        species,
     )
-    out = birdnet_window_probs(det, windows(ids=("s1", "s2")), SPECIES, CLASSES, chunk_s=5.0).set_index("row_id")
-    # 3-6 s overlaps windows 0-5 and 5-10; 6-9 s only 5-10 (max 0.9 there)
-    assert out.loc["s1_5", "song"] == out.loc["s1_5", "call"] == 0.4
-    assert out.loc["s1_10", "song"] == out.loc["s1_10", "call"] == 0.9
-    assert out.loc["s1_15", "other"] == 0.7 and out.loc["s1_20", "other"] == 0.0
-    assert out.loc["s2_5", "other"] == 0.99 and out.loc["s2_10", "other"] == 0.0  # no leak across files
+
+
+def test_birdnet_confidences_come_from_the_cached_logits_for_every_class_of_the_species():
+    w = windows(ids=("s1", "s2"))  # 8 windows
+    logits = {"Turdus merula": [0.0, 2.0, -3.0, 0.0, 1.0, 0.0, 0.0, 0.0], "Parus major": [-1.0] * 8}
+    emb = cached(w.iloc[::-1], logits)  # stored in another order: aligned by (id, offset_s)
+    out = birdnet_window_probs(emb, w, SPECIES, CLASSES).set_index("row_id")
+    sigmoid = 1 / (1 + np.exp(-np.array(logits["Turdus merula"][::-1])))
+    np.testing.assert_allclose(out["song"], sigmoid, rtol=1e-6)
+    np.testing.assert_allclose(out["call"], out["song"])  # two classes of one species: the same confidence
+    assert out["other"].tolist() == pytest.approx([1 / (1 + np.exp(1.0))] * 8)
     assert out["unknown"].isna().all()  # BirdNET has no opinion on a class it does not know
+    quieter = birdnet_window_probs(emb, w, SPECIES, CLASSES, sensitivity=0.5).set_index(
+        "row_id"
+    )  # birdnetlib: slope 1.5
+    assert quieter.loc["s2_15", "song"] > out.loc["s2_15", "song"] > 0.5  # logit 2.0 there
+    with pytest.raises(ValueError, match="no BirdNET embedding"):
+        birdnet_window_probs(cached(w.iloc[:3], {"Turdus merula": [0.0] * 3}), w, SPECIES, CLASSES)
 
 
 def test_blend_weights_sources_per_class_and_skips_missing_opinions():
@@ -55,13 +66,11 @@ def test_pseudo_labels_blend_teachers_and_birdnet_over_every_window(soundscape_s
     a = [saved_model(tmp_path / f"a{k}.pt", k) for k in range(2)]
     b = [saved_model(tmp_path / "b0.pt", 5)]
     windows = pd.read_parquet(soundscape_shard, columns=["id", "offset_s", "row_id"])
-    first = windows.iloc[0]
-    det = pd.DataFrame(
-        {"clip_id": [first["id"]], "start": [0.0], "end": [3.0], "scientific_name": ["Aus aus"], "confidence": [0.9]}
-    )
+    logit = np.log(0.9 / 0.1)  # BirdNET's confidence 0.9 for Aus aus in the first window, about 0 elsewhere
+    emb = cached(windows, {"Aus aus": [logit] + [-15.0] * (len(windows) - 1), "Cus cus": [-15.0] * len(windows)})
     species = {"a": "Aus aus", "b": "", "c": "Cus cus"}
     labels = pseudo_labels(
-        {"a": a, "b": b}, {"b": 3.0}, [soundscape_shard], SHARD_MEL, (det, species, 4.0), min_max_prob=0.5
+        {"a": a, "b": b}, {"b": 3.0}, [soundscape_shard], SHARD_MEL, (emb, species, 4.0), min_max_prob=0.5
     )
     assert list(labels["row_id"]) == list(windows["row_id"])
     assert labels["teachers"].iat[0] == "a:1,b:3,birdnet:4"

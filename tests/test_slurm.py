@@ -26,7 +26,7 @@ TINY = {"demo": TINY_DEMO, "birdnet": {"n_shards": 3}}
 SHARDS = [f"results/birdnet/shard-{i:03d}{kind}.parquet" for i in range(3) for kind in ("", ".clips")]
 EARLY = ["results/manifest/clips.parquet", *SHARDS]  # demo_data, manifest and birdnet_scan: five jobs
 GPU_RULES = ("train_teacher", "train_student", "pseudo_label", "predict_validation")
-CPU_RULES = ("birdnet_scan", "birdnet_soundscape_shard", "mel_train_shard", "mel_soundscape_shard")
+CPU_RULES = ("birdnet_scan", "embed_shard", "mel_train_shard", "mel_soundscape_shard")
 CPU_RULES += ("mel_validation_shard",)
 
 

@@ -255,11 +255,11 @@ def test_without_labelled_soundscapes_the_dag_builds_them_from_a_share_set_aside
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(tmp_path, "--configfile", "c.yaml")
     assert jobs["build_validation"] == 1 and jobs["mel_validation_shard"] == 2
-    assert jobs["predict_validation"] == 2 and jobs["score_models"] == 1  # the demo config's teacher and student
+    assert jobs["predict_validation"] == 3 and jobs["score_models"] == 1  # the demo config's teachers and student
     out = run_snakemake(tmp_path, "-n", "--configfile", "c.yaml").stdout
     aside = {s for s in SOUNDSCAPES if is_background(s, 0.3)}
     assert 0 < len(aside) < len(SOUNDSCAPES)
-    for rule in ("mel_soundscape_shard", "birdnet_soundscape_shard"):
+    for rule in ("mel_soundscape_shard", "embed_shard"):
         used = {s for line in job_inputs(out, rule) for s in re.findall(r"site_\d{3}", line)}
         assert used == set(SOUNDSCAPES) - aside, rule  # every other soundscape, no background
     (build,) = job_inputs(out, "build_validation")

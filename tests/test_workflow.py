@@ -66,7 +66,7 @@ def test_dry_run_lists_the_dag(tmp_path):
         "folds",
         "train_teacher",
         "training_summary",
-        "birdnet_soundscape_shard",
+        "embed_shard",
         "pseudo_label",
         "train_student",
         "mel_validation_shard",
@@ -369,7 +369,7 @@ def test_second_run_has_nothing_to_do(demo_run):
         ({"postprocess": {"file_max_weight": 0.5}}, {"infer", "score", "all"}),
         (
             {"birdnet": {"top_k": 3}},
-            {"birdnet_scan", "birdnet_soundscape_shard", "quality_filter", "dedup", *PLANNED, "all"},
+            {"birdnet_scan", "quality_filter", "dedup", *PLANNED, "all"},
         ),
         (
             {"models": {"tiny": {"backbone": "mobilenetv3_small_050", "head": "linear"}}},

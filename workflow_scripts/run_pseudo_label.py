@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 
 from birdclef.birdnet import reportable_species
+from birdclef.embeddings import read_embeddings
 from birdclef.layout import by_model
 from birdclef.logs import run_logged
 from birdclef.plots import plot_pseudo_labels
@@ -24,20 +25,19 @@ def main(smk) -> None:
     families = by_model(smk.input.models)
     teachers = {name: families[(smk.params.teacher_stage, name)] for name in smk.params.teachers}
     birdnet = None
-    if smk.input.birdnet:
+    if cfg["birdnet_weight"] > 0:  # BirdNET's confidences from the logits cached with the windows' embeddings
         b = smk.params.birdnet
         species_of = birdnet_names_of(
             pd.read_csv(smk.input.taxonomy), reportable_species(b["lat"], b["lon"], b["week"])
         )
-        detections = pd.concat([pd.read_parquet(p) for p in smk.input.birdnet], ignore_index=True)
-        birdnet = (detections, species_of, cfg["birdnet_weight"])
+        birdnet = (read_embeddings(smk.input.embeddings), species_of, cfg["birdnet_weight"])
     labels = pseudo_labels(
         teachers,
         smk.params.teacher_weights,
         smk.input.windows,
         MelConfig.from_dict(smk.params.mel),
         birdnet,
-        chunk_s=smk.params.chunk_s,
+        sensitivity=smk.params.birdnet["sensitivity"],
         power=cfg["power"],
         min_max_prob=cfg["min_max_prob"],
         embedding_paths=list(smk.input.embeddings),

@@ -1,6 +1,8 @@
 """Rule score_models: every teacher and student, each the mean of its folds, on the labelled validation windows."""
 
+import json
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -16,10 +18,16 @@ log = logging.getLogger("score_models")
 def main(smk) -> None:
     solution = pd.read_csv(smk.input.solution)
     rows, per_class = [], {}
-    for path in smk.input.predictions:
-        stage, name = parse_member(member_of(path))
+    named = [(*parse_member(member_of(path)), path) for path in smk.input.predictions]
+    if smk.input.zero_shot:  # BirdNET's own classifier, where the embeddings are cached
+        named.append(("birdnet", "zero_shot", smk.input.zero_shot[0]))
+    known = json.loads(Path(smk.input.zero_shot[1]).read_text())["known_classes"] if smk.input.zero_shot else None
+    for stage, name, path in named:
         score, by_class = score_against_solution(pd.read_parquet(path), solution)
-        rows.append({"stage": stage, "model": name, "folds": smk.params.folds, "macro_roc_auc": score})
+        row = {"stage": stage, "model": name, "folds": smk.params.folds, "macro_roc_auc": score}
+        if known is not None:  # on the classes BirdNET knows: where zero-shot is a fair comparison
+            row["macro_roc_auc_birdnet_known"] = float(by_class.reindex(known).mean())
+        rows.append(row)
         per_class[f"{stage}/{name}"] = by_class
         log.info("%s %s: macro ROC-AUC %.4f on %d windows", stage, name, score, len(solution))
     scores = pd.DataFrame(rows)

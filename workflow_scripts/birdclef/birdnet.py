@@ -620,6 +620,7 @@ class BirdNetEmbedder:
         return embeddings, logits
 
 
-def birdnet_sigmoid(logits: np.ndarray) -> np.ndarray:
-    """BirdNET's confidence of a logit (birdnetlib's ``flat_sigmoid`` at neutral sensitivity)."""
-    return 1.0 / (1.0 + np.exp(-np.clip(logits, -15, 15)))
+def birdnet_sigmoid(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
+    """BirdNET's confidence of a logit: birdnetlib's ``flat_sigmoid`` with its mapping of ``sensitivity`` (0.5..1.5)."""
+    slope = max(0.5, min(1.0 - (sensitivity - 1.0), 1.5))  # birdnetlib RecordingBase.__init__
+    return 1.0 / (1.0 + np.exp(-slope * np.clip(logits, -15, 15)))

@@ -263,12 +263,18 @@ def read_embeddings(paths: Sequence[str | Path], cfg: EmbeddingConfig | None = N
     )
 
 
-def zero_shot(emb: Embeddings, classes: Sequence[str], species_of: Mapping[str, str]) -> np.ndarray:
-    """BirdNET's own confidence per class and window (n x classes); NaN for classes it does not know."""
+def zero_shot(
+    emb: Embeddings, classes: Sequence[str], species_of: Mapping[str, str], sensitivity: float = 1.0
+) -> np.ndarray:
+    """BirdNET's own confidence per class and window (n x classes); NaN for classes it does not know.
+
+    ``species_of``: class -> the BirdNET species it is ("" for none); several classes may share one
+    (a song and a call class). ``sensitivity``: birdnetlib's, 0.5..1.5.
+    """
     column = {s: k for k, s in enumerate(emb.species)}
     out = np.full((len(emb.rows), len(classes)), np.nan)
     for k, c in enumerate(classes):
         s = species_of.get(c, "")
         if s in column:
-            out[:, k] = birdnet.birdnet_sigmoid(emb.logits[:, column[s]])
+            out[:, k] = birdnet.birdnet_sigmoid(emb.logits[:, column[s]], sensitivity)
     return out

@@ -290,3 +290,33 @@ def plot_built_soundscape(
         title=title,
     )
     _save(fig, path)
+
+
+def plot_against_zero_shot(per_class: pd.DataFrame, members: list[str], known: list[str], path: str | Path) -> None:
+    """Per class ROC-AUC of each embedding member (y) against BirdNET zero-shot (x), on the classes BirdNET knows.
+
+    ``per_class``: class x member table (score_models' models_per_class.csv) with a ``birdnet/zero_shot`` column.
+    The classes BirdNET does not know are shown as a strip of the members' scores on the left.
+    """
+    fig, (ax, ax_unknown) = plt.subplots(
+        1, 2, figsize=(10, 5), layout="constrained", gridspec_kw={"width_ratios": [3, 1]}, sharey=True
+    )
+    zero = per_class["birdnet/zero_shot"]
+    unknown = [c for c in per_class.index if c not in set(known)]
+    for k, member in enumerate(members):
+        colour = plt.cm.tab10(k % 10)
+        ax.scatter(zero.reindex(known), per_class[member].reindex(known), s=18, color=colour, label=member)
+        jitter = np.random.default_rng(k).uniform(-0.3, 0.3, len(unknown))
+        ax_unknown.scatter(k + jitter, per_class[member].reindex(unknown), s=12, color=colour)
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
+    ax.set(
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        xlabel="BirdNET zero-shot ROC-AUC",
+        ylabel="member ROC-AUC",
+        title=f"{len(known)} classes BirdNET knows",
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    ax_unknown.set(xticks=range(len(members)), xticklabels=members, title=f"{len(unknown)} it does not know")
+    ax_unknown.tick_params(axis="x", rotation=30)
+    _save(fig, path)

