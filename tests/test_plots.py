@@ -127,3 +127,15 @@ def test_runtimes_figure(tmp_path):
     )
     plot_runtimes(jobs, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == PNG
+
+
+def test_members_against_zero_shot_figure(tmp_path):
+    from birdclef.plots import plot_against_zero_shot
+
+    classes = [f"c{k}" for k in range(6)]
+    per_class = pd.DataFrame(
+        {"birdnet/zero_shot": [0.6, 0.7, 0.8, 0.5, 0.5, 0.5], "teacher/head": [0.9, 0.8, 0.95, 0.7, 0.6, 0.85]},
+        index=pd.Index(classes, name="class"),
+    )
+    plot_against_zero_shot(per_class, ["teacher/head"], classes[:3], tmp_path / "z.png")
+    assert (tmp_path / "z.png").read_bytes()[:4] == PNG
