@@ -46,7 +46,7 @@ rule birdnet_zero_shot:
         runtime=10,
     params:
         embeddings=config["embeddings"],
-        birdnet=config["birdnet"],
+        birdnet={k: config["birdnet"][k] for k in ("lat", "lon", "week", "sensitivity")},  # what zero-shot uses
     script:
         "../workflow_scripts/predict_birdnet_zero_shot.py"
 

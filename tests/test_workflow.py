@@ -19,11 +19,14 @@ from birdclef.shards import shard_for
 from conftest import BIN, REPO, TINY_DEMO, planned_jobs, run_snakemake
 
 SHARDS = {"birdnet": {"n_shards": 3}, "mel_shards": {"n_train_shards": 2, "n_soundscape_shards": 1}}
-# One tiny teacher, two folds, two epochs: the DAG, not the model, is under test.
+# One tiny CNN teacher and a head on BirdNET embeddings, two folds, few epochs: the DAG, not the model, is under test.
 TRAIN = {
     "folds": {"n_folds": 2},
-    "models": {"tiny": {"backbone": "mobilenetv3_small_050", "head": "sed"}},
-    "teachers": ["tiny"],
+    "models": {
+        "tiny": {"backbone": "mobilenetv3_small_050", "head": "sed"},
+        "head": {"kind": "birdnet_head", "head": "linear", "train": {"epochs": 3}},
+    },
+    "teachers": ["tiny", "head"],
     "students": ["tiny"],
     "train": {"epochs": 2, "batch_size": 8},
     "export": {"calibration_windows": 16},
@@ -31,6 +34,7 @@ TRAIN = {
 TINY = {"demo": TINY_DEMO, **SHARDS, **TRAIN}
 TRAINING = {"folds", "train_teacher", "training_summary", "pseudo_label", "train_student", "score_models"}
 TRAINING |= {"predict_validation", "fit_ensemble", "export_int8", "export_summary", "infer", "score", "runtimes"}
+TRAINING |= {"plot_zero_shot"}  # the heads' per-class scores against BirdNET zero-shot follow score_models
 # The exports follow the fit_ensemble checkpoint: a dry-run lists them only when it can evaluate that
 # checkpoint's output, which depends on what else reruns; knob tests leave them out unless they are the point.
 PLANNED = TRAINING - {"export_int8"}
@@ -166,7 +170,7 @@ def test_demo_run_pseudo_labels_every_soundscape_window(demo_run):
     windows = pd.read_parquet(demo_run / "results/mels/soundscapes/shard-000.parquet", columns=["row_id"])
     labels = pd.read_parquet(demo_run / "results/pseudo/round1/labels.parquet")
     assert list(labels["row_id"]) == list(windows["row_id"])
-    assert set(labels["teachers"]) == {"tiny:1,birdnet:1"}
+    assert set(labels["teachers"]) == {"tiny:1,head:1,birdnet:1"}
     classes = sorted(pd.read_csv(demo_run / "resources/demo/taxonomy.csv")["primary_label"])
     values = labels[classes].to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
@@ -189,7 +193,12 @@ def test_demo_run_distils_a_student_on_every_fold(demo_run):
 @pytest.mark.slow
 def test_demo_run_scores_every_teacher_and_student_on_the_labelled_soundscapes(demo_run):
     scores = pd.read_csv(demo_run / "results/scores/models.csv")
-    assert sorted(zip(scores["stage"], scores["model"], strict=True)) == [("student", "tiny"), ("teacher", "tiny")]
+    assert sorted(zip(scores["stage"], scores["model"], strict=True)) == [
+        ("birdnet", "zero_shot"),
+        ("student", "tiny"),
+        ("teacher", "head"),
+        ("teacher", "tiny"),
+    ]
     assert scores["macro_roc_auc"].between(0, 1).all() and (scores["folds"] == 2).all()
     assert (demo_run / "results/scores/models.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -199,7 +208,7 @@ def test_demo_run_fits_the_ensemble_and_exports_every_weighted_member(demo_run):
     weights = json.loads((demo_run / "results/ensemble/weights.json").read_text())
     assert weights["fitted_on"] == "validation soundscapes"
     members = weights["members"]
-    assert set(members) == {"teacher/tiny", "student/tiny"}
+    assert set(members) == {"teacher/tiny", "teacher/head", "student/tiny"}
     assert sum(m["weight"] for m in members.values()) == pytest.approx(1.0)
     assert 0 <= weights["blend_score"] <= 1 and weights["cv"]["n_folds"] == 2  # two validation soundscapes
     # calibration: all 8 windows of the two 20 s unlabelled soundscapes (16 asked)
@@ -233,7 +242,9 @@ REPORT_FILES = [
     "results/dedup/duplicates.png",
     "results/dedup/duplicates.csv",
     "results/models/teacher/tiny/training.png",
+    "results/models/teacher/head/training.png",
     "results/models/student/tiny/training.png",
+    "results/scores/embedding_members_vs_zero_shot.png",
     "results/pseudo/round1/pseudo_labels.png",
     "results/scores/models.png",
     "results/ensemble/ensemble.png",
@@ -271,7 +282,7 @@ def test_a_second_round_of_pseudo_labels_reuses_the_first(demo_run, tmp_path):
     round1 = (work / "results/pseudo/round1/labels.parquet").stat().st_mtime_ns
     run_snakemake(work, target, "--cores", "2", *args)
     labels = pd.read_parquet(work / "results/pseudo/round2/labels.parquet")
-    assert set(labels["teachers"]) == {"tiny:1,birdnet:1"}  # round 1's student tiny, as the teacher
+    assert set(labels["teachers"]) == {"tiny:1,head:1,birdnet:1"}  # round 1's student tiny, as the teacher
     summary = json.loads((work / "results/models/student2/tiny/summary.json").read_text())
     assert summary["stage"] == "student2"
     assert (work / "results/pseudo/round1/labels.parquet").stat().st_mtime_ns == round1
@@ -415,7 +426,7 @@ def ran_jobs(proc) -> list[str]:
     jobs = []
     for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) )", proc.stdout + proc.stderr)[1:]:
         rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block).group(1)
-        shard = re.search(r"\n    wildcards: shard=(shard-\d+)", block.split("\nShell command")[0])
+        shard = re.search(r"\n    wildcards: (?:\w+=\w+, )*shard=(shard-\d+)", block.split("\nShell command")[0])
         jobs.append(f"{rule} {shard.group(1)}" if shard else rule)
     return jobs
 
@@ -469,13 +480,15 @@ def test_adding_one_clip_rebuilds_one_shard_of_each_stage(real_layout_run):
     write_ogg(data / "train_audio" / new["filename"], audio[::-1], sr)  # played backwards: not a duplicate
     pd.concat([train, new.to_frame().T]).to_csv(data / "train.csv", index=False)
 
-    # Up to the mel cache for real; what training would rerun is the dry-run's to say (it is every fold).
-    proc = run_snakemake(real_layout_run, "--until", "mel_train_shard", "--cores", "2", "--configfile", "c.yaml")
+    # Up to the mel and embedding caches for real; what training would rerun is the dry-run's to say (every fold).
+    proc = run_snakemake(real_layout_run, "--until", "embed_shard", "--cores", "2", "--configfile", "c.yaml")
     clip_id = new["filename"].removesuffix(".ogg")
     scan, mel = shard_for(clip_id, 3), shard_for(clip_id, 2)
     expected = ["manifest", f"birdnet_scan {scan}", "quality_filter", "dedup", f"mel_train_shard {mel}"]
+    expected += [f"embed_shard {mel}"]  # the embedding shard of the same name: the same hash of the clip id
     assert sorted(ran_jobs(proc)) == sorted(expected)
     assert clip_id in set(pd.read_parquet(real_layout_run / f"results/mels/train/{mel}.parquet")["id"])
+    assert clip_id in set(pd.read_parquet(real_layout_run / f"results/embeddings/train/{mel}.parquet")["id"])
     planned = set(planned_jobs(real_layout_run, "--configfile", "c.yaml"))
     assert planned - {"export_int8"} == PLANNED | {"all"}  # a new clip is a new split: every fold retrains
 

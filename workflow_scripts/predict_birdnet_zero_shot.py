@@ -27,7 +27,7 @@ def main(smk) -> None:
     b = smk.params.birdnet
     species_of = birdnet_names_of(taxonomy, reportable_species(b["lat"], b["lon"], b["week"]))
     classes = taxonomy["primary_label"].astype(str).tolist()
-    probs = zero_shot(emb, classes, species_of)
+    probs = zero_shot(emb, classes, species_of, b["sensitivity"])
     known = [c for k, c in enumerate(classes) if np.isfinite(probs[:, k]).all()]
     table = pd.concat([emb.rows.reset_index(drop=True), pd.DataFrame(np.nan_to_num(probs), columns=classes)], axis=1)
     write_parquet(table, smk.output.predictions)
