@@ -7,6 +7,9 @@ rule embed_shard:
         # ancient: the mel shard gives the window keys; a new mel frontend keeps the same
         # windows, so it must not redo BirdNET. The audio and params.rows decide.
         mels=ancient("results/mels/{set}/{shard}.parquet"),
+        # training shards wait for the dedup checkpoint; ancient, as for the mel shards: a new
+        # table reruns only the shards whose own clips (params.rows) or audio changed
+        clips=lambda w: ancient("results/dedup/clips.parquet") if w.set == "train" else [],
         taxonomy=f"{DATA_DIR}/taxonomy.csv",
         audio=embedding_audio,
     output:

@@ -45,6 +45,12 @@ def test_shipped_values_equal_schema_defaults(config):
     # config.yaml documents the defaults; the two must not drift apart.
     defaults: dict = {}
     validate(defaults, SCHEMA)
+    # every section and every key of a section is written out (a model entry shows the keys of its kind only)
+    assert set(config) == set(defaults)
+    for section, keys in defaults.items():
+        if isinstance(keys, dict) and section != "models":
+            assert set(config[section]) == set(keys), section
+    validate(config, SCHEMA)  # fills what a model entry leaves to its kind's defaults
     assert config == defaults
 
 

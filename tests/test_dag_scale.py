@@ -27,8 +27,8 @@ def test_dag_scale_self_check_plans_every_stage(tmp_path):
     jobs = {state: json.loads(r["jobs_per_rule"]) for state, r in states.items()}
     # The dedup checkpoint read: every fold job planned, dedup itself not; fit_ensemble read: the exports planned.
     assert jobs["dedup"]["mel_train_shard"] == 4 and "dedup" not in jobs["dedup"]
-    assert jobs["dedup"]["train_teacher"] == 2 * 5 and jobs["dedup"]["train_student"] == 5  # models x folds
-    assert jobs["ensemble"]["export_int8"] == 3 and "fit_ensemble" not in jobs["ensemble"]
+    assert jobs["dedup"]["train_teacher"] == 4 * 5 and jobs["dedup"]["train_student"] == 5  # models x folds
+    assert jobs["ensemble"]["export_int8"] == 5 and "fit_ensemble" not in jobs["ensemble"]
     planned = set().union(*jobs.values())
     assert {"train_teacher", "train_student", "export_int8", "infer"} <= planned
     assert all(float(r["median_s"]) > 0 for r in rows)

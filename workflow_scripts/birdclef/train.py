@@ -117,8 +117,8 @@ def _training_set(
             kind.dataset(student.pseudo_shards, mel, embeddings and embeddings.soundscapes), student.pseudo_labels
         )
         n = _draws(n_clips, student.cfg.pseudo_share, len(pseudo))
+        log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n)
         if n:
-            log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n)
             parts.append(pseudo)
             draws.append(n)
     distill = cfg.embedding_distill
