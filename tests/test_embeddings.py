@@ -139,3 +139,9 @@ def test_soundscape_windows_key_like_their_mel_rows_and_one_file_lands_in_one_sh
     assert keys["row_id"].tolist() == ["ss_01_5", "ss_01_10"]
     # an embedding shard is named like its mel shard: the same stable hash of the id
     assert shard_for("ss_01", 4) == shard_for(keys["id"].iat[0], 4)
+
+
+def test_a_window_without_its_audio_file_is_a_clear_error():
+    rows = pd.DataFrame({"id": ["gone"], "offset_s": [0.0], "row_id": [None]})
+    with pytest.raises(ValueError, match="no audio file for 1 ids"):
+        build_embedding_shard(rows, {}, {}, CFG, ChunkConfig())

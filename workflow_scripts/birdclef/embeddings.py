@@ -140,13 +140,12 @@ def embed_windows(
     Each file is decoded and resampled once, by the thread that embeds its windows.
     """
     rows = rows.reset_index(drop=True)
-    files = [
-        _File(str(i), path_of[str(i)], group["offset_s"].astype(float).tolist())
-        for i, group in rows.groupby("id", sort=False)
-    ]
     missing = sorted({str(i) for i in rows["id"]} - set(path_of))
-    if missing:
+    if missing:  # before any lookup: the clear error, not a KeyError
         raise ValueError(f"no audio file for {len(missing)} ids, e.g. {missing[:3]}")
+    where = rows.groupby("id", sort=False).indices  # file id -> its rows, once
+    offsets = rows["offset_s"].astype(float).to_numpy()
+    files = [_File(str(i), path_of[str(i)], offsets[idx].tolist()) for i, idx in where.items()]
     pool = Embedders(max(1, threads))
 
     def one(f: _File) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +154,6 @@ def embed_windows(
 
     emb_out = np.zeros((len(rows), birdnet.EMBEDDING_DIM), np.float32)
     logit_out = np.zeros((len(rows), len(species_index)), np.float32)
-    where = rows.groupby("id", sort=False).indices
     t0, n_windows = time.perf_counter(), 0
     with ThreadPoolExecutor(max(1, threads)) as ex:
         for done, (f, (emb, logits)) in enumerate(zip(files, ex.map(one, files), strict=True), start=1):
