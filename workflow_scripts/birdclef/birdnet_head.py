@@ -14,9 +14,8 @@ import math
 import torch
 from torch import nn
 
+from birdclef.settings import BIRDNET_EMBEDDING_DIM as EMBEDDING_DIM
 from birdclef.settings import ModelConfig
-
-EMBEDDING_DIM = 1024  # BirdNET v2.4 (birdclef.birdnet.EMBEDDING_DIM, without importing the runtime)
 
 
 class BirdNetHead(nn.Module):

@@ -50,10 +50,15 @@ class Kind:
             raise ValueError("a birdnet_head model needs the BirdNET embedding shards of its windows")
         return EmbeddingDataset(mel_paths, embedding_paths, mel, secondary_target=secondary_target)
 
-    def to_device(self, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-        # Convolutions in NHWC: 1.13x (RegNetY) to 1.29x (MobileNetV3) the train steps per second on
-        # 2 CPU cores (benchmarks/train_step.py); a flat embedding has no layout to choose.
-        return x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
+    def to_device(self, x: torch.Tensor | nn.Module, device: torch.device) -> torch.Tensor | nn.Module:
+        """A batch, or the model itself, on ``device`` in the layout this kind runs fastest in.
+
+        Convolutions in NHWC: 1.13x (RegNetY) to 1.29x (MobileNetV3) the train steps per second on
+        2 CPU cores (benchmarks/train_step.py); a flat embedding has no layout to choose.
+        """
+        if self.input == "mels":
+            return x.to(device, memory_format=torch.channels_last)
+        return x.to(device)
 
 
 REGISTRY: dict[str, Kind] = {

@@ -27,6 +27,7 @@ from birdclef import layout
 
 WINDOW_S = 5  # the competition scores 5 s windows of each soundscape
 BIRDNET_SEGMENT_S = 3.0  # what BirdNET v2.4 takes
+BIRDNET_EMBEDDING_DIM = 1024  # BirdNET v2.4: the tensor before its classifier
 HEADS = ("linear", "conv1x1", "sed")
 LOSSES = ("bce", "focal", "ce")
 NORMALIZATIONS = ("none", "minmax", "standard")

@@ -40,7 +40,7 @@ from birdclef.losses import embedding_loss, weighted_loss
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import save_model
 from birdclef.pretrained import describe_pretrained
-from birdclef.settings import DistillConfig, ModelConfig, TrainConfig
+from birdclef.settings import BIRDNET_EMBEDDING_DIM, DistillConfig, ModelConfig, TrainConfig
 from birdclef.tables import write_csv, write_parquet
 
 log = logging.getLogger(__name__)
@@ -222,11 +222,11 @@ def train_fold(
 
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, len(ds.classes))
-    model = model.to(dev, memory_format=torch.channels_last) if kind.input == "mels" else model.to(dev)
+    model = kind.to_device(model, dev)
     pretrained = describe_pretrained(model_cfg.pretrained)  # the weights it starts from: hub commit, or file sha256
     distill_weight = cfg.embedding_distill.weight
-    # Training-only: maps the CNN's pooled features onto BirdNET's 1024-d embedding space.
-    projection = torch.nn.Linear(model.n_features, 1024).to(dev) if distill_weight > 0 else None
+    # Training-only: maps the CNN's pooled features onto BirdNET's embedding space.
+    projection = torch.nn.Linear(model.n_features, BIRDNET_EMBEDDING_DIM).to(dev) if distill_weight > 0 else None
     params = [*model.parameters(), *(projection.parameters() if projection is not None else [])]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
