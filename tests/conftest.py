@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from birdclef.demo_data import generate
-from birdclef.mel_shards import build_soundscape_shard, write_shard
+from birdclef.folds import assign_folds
+from birdclef.manifest import build_manifest
+from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
 from birdclef.models import BirdModel, save_model
 from birdclef.settings import ChunkConfig, DemoConfig, MelConfig, ModelConfig
 
@@ -88,6 +92,32 @@ def soundscape_shard(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) 
     table = build_soundscape_shard(paths, SHARD_CLASSES, SHARD_MEL, SHARD_CHUNKS)
     write_shard(table, out, SHARD_CLASSES, SHARD_MEL, SHARD_CHUNKS)
     return out
+
+
+@dataclass(frozen=True)
+class TrainCache:
+    """A training mel shard (``<out>/s.parquet``) of every tiny demo clip, and what made it."""
+
+    clips: pd.DataFrame
+    classes: list[str]
+    mel: MelConfig
+    chunks: ChunkConfig
+    folds: pd.DataFrame
+
+
+def build_train_cache(tiny_demo: Path, out: Path) -> TrainCache:
+    """Every clip of the tiny demo kept, two 2 s chunks each, 64 mels, in ``out/s.parquet``; two folds."""
+    clips = build_manifest(tiny_demo, workers=2).clips.assign(
+        keep=True,
+        best_windows=lambda d: [[0.0, 2.0, 4.0]] * len(d),
+        quality_reason="kept",
+        dup_group=lambda d: d["clip_id"],
+    )
+    classes = sorted(pd.read_csv(tiny_demo / "taxonomy.csv")["primary_label"])
+    mel, chunks = MelConfig(n_mels=64), ChunkConfig(chunk_s=2.0, chunks_per_clip=2, max_overlap=0.0)
+    write_shard(build_train_shard(clips, classes, mel, chunks, threads=2), out / "s.parquet", classes, mel, chunks)
+    folds = assign_folds(clips, n_folds=2, seed=0, by_author=False)
+    return TrainCache(clips, classes, mel, chunks, folds)
 
 
 def saved_model(path: Path, seed: int, classes: list[str] = SHARD_CLASSES, mel_hash: str = SHARD_MEL.hash) -> Path:

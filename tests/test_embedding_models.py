@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from birdclef.embeddings import SCHEMA, write_embedding_shard
-from birdclef.folds import assign_folds
 from birdclef.kinds import load_model
-from birdclef.manifest import build_manifest
-from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
+from birdclef.mel_shards import build_soundscape_shard, write_shard
 from birdclef.predict import predict_shards
-from birdclef.settings import ChunkConfig, EmbeddingConfig, MelConfig, ModelConfig, TrainConfig
+from birdclef.settings import EmbeddingConfig, ModelConfig, TrainConfig
 from birdclef.train import EmbeddingInputs, train_fold
+
+from conftest import build_train_cache
 
 FAST = {"epochs": 3, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 0.5, "seed": 3}
 
@@ -54,20 +54,12 @@ def write_fake_embedding_shard(mel_shard, path, n_classes: int, seed: int) -> np
 @pytest.fixture(scope="module")
 def cache(tiny_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("emb_cache")
-    clips = build_manifest(tiny_demo, workers=2).clips.assign(
-        keep=True,
-        best_windows=lambda d: [[0.0, 2.0, 4.0]] * len(d),
-        quality_reason="kept",
-        dup_group=lambda d: d["clip_id"],
-    )
-    classes = sorted(pd.read_csv(tiny_demo / "taxonomy.csv")["primary_label"])
-    mel, chunks = MelConfig(n_mels=64), ChunkConfig(chunk_s=2.0, chunks_per_clip=2, max_overlap=0.0)
-    write_shard(build_train_shard(clips, classes, mel, chunks, threads=2), out / "s.parquet", classes, mel, chunks)
+    built = build_train_cache(tiny_demo, out)
+    classes, mel, chunks, folds = built.classes, built.mel, built.chunks, built.folds
     soundscapes = sorted((tiny_demo / "train_soundscapes").glob("*.ogg"))
     write_shard(build_soundscape_shard(soundscapes, classes, mel, chunks), out / "ss.parquet", classes, mel, chunks)
     write_fake_embedding_shard(out / "s.parquet", out / "e.parquet", len(classes), 1)
     write_fake_embedding_shard(out / "ss.parquet", out / "ess.parquet", len(classes), 2)
-    folds = assign_folds(clips, n_folds=2, seed=0, by_author=False)
     return out, folds, mel, classes
 
 

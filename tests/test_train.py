@@ -9,14 +9,12 @@ import pytest
 import torch
 
 from birdclef.dataset import MelShardDataset
-from birdclef.folds import assign_folds
 from birdclef.kinds import load_model
-from birdclef.manifest import build_manifest
-from birdclef.mel_shards import build_soundscape_shard, build_train_shard, write_shard
-from birdclef.settings import ChunkConfig, DistillConfig, MelConfig, ModelConfig, TrainConfig
+from birdclef.mel_shards import build_soundscape_shard, write_shard
+from birdclef.settings import ChunkConfig, DistillConfig, ModelConfig, TrainConfig
 from birdclef.train import StudentData, train_fold
 
-from conftest import REPO
+from conftest import REPO, build_train_cache
 
 FAST = {"epochs": 2, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 0.5, "seed": 3}
 MODEL = ModelConfig(backbone="efficientnet_b0", head="sed")
@@ -25,19 +23,10 @@ MODEL = ModelConfig(backbone="efficientnet_b0", head="sed")
 @pytest.fixture(scope="module")
 def cache(tiny_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("train_cache")
-    clips = build_manifest(tiny_demo, workers=2).clips.assign(
-        keep=True,
-        best_windows=lambda d: [[0.0, 2.0, 4.0]] * len(d),
-        quality_reason="kept",
-        dup_group=lambda d: d["clip_id"],
-    )
-    classes = sorted(pd.read_csv(tiny_demo / "taxonomy.csv")["primary_label"])
-    mel, chunks = MelConfig(n_mels=64), ChunkConfig(chunk_s=2.0, chunks_per_clip=2, max_overlap=0.0)
-    write_shard(build_train_shard(clips, classes, mel, chunks, threads=2), out / "s.parquet", classes, mel, chunks)
-    folds = assign_folds(clips, n_folds=2, seed=0, by_author=False)
-    folds.to_csv(out / "folds.csv", index=False)
-    clips[["clip_id", "primary_label"]].to_parquet(out / "clips.parquet")
-    return out, folds, mel
+    built = build_train_cache(tiny_demo, out)
+    built.folds.to_csv(out / "folds.csv", index=False)
+    built.clips[["clip_id", "primary_label"]].to_parquet(out / "clips.parquet")
+    return out, built.folds, built.mel
 
 
 def test_train_fold_writes_the_four_files(cache, tmp_path):
