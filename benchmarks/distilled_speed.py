@@ -19,7 +19,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +28,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from machine import cpu_line  # noqa: E402
 
 from birdclef import export  # noqa: E402
-from birdclef.settings import MelConfig  # noqa: E402
+from birdclef.mel_shards import read_meta  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
     print(cpu_line())
 
     shards = sorted((args.results / "mels" / "soundscapes").glob("shard-*.parquet"))
-    mel = MelConfig.from_dict(_mel_of(shards[0]))
+    mel = read_meta(shards[0]).mel  # the mels the models were trained on
     windows = export.sample_windows(shards, mel, args.windows, seed=0)
     compiled = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,14 +67,5 @@ def main() -> None:
     print(f"ratio {args.members[1]} / {args.members[0]}: {b / a:.3f} (target: within 0.90-1.10)")
 
 
-def _mel_of(shard: Path) -> dict:
-    from dataclasses import asdict
-
-    from birdclef.mel_shards import read_meta
-
-    return asdict(read_meta(shard).mel)
-
-
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()
