@@ -22,6 +22,7 @@ include: "rules/validation.smk"
 include: "rules/score.smk"
 include: "rules/ensemble.smk"
 include: "rules/export.smk"
+include: "rules/bundle.smk"
 include: "rules/infer.smk"
 include: "rules/report.smk"
 

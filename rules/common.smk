@@ -370,6 +370,22 @@ def export_eval_embeddings(wildcards) -> list[str]:
     return embedding_shards("validation" if HAS_VALIDATION else "train")
 
 
+# --- The bundle ---------------------------------------------------------------------
+# The inputs of the bundle's members (mels, embeddings): which runtime wheels it ships.
+BUNDLE_INPUTS = sorted({MODELS[layout.parse_member(m)[1]].input for m in PLAN.ensemble_members})
+
+
+def bundle_timing_inputs(wildcards) -> list[str]:
+    """The unlabelled soundscapes the bundle is timed on (the demo's folder stands for its files)."""
+    n = config["bundle"]["timing_soundscapes"]
+    root = Path(DATA_DIR) / "train_soundscapes"
+    if n == 0:
+        return []
+    if USE_DEMO:
+        return [str(root)]
+    return _soundscape_files(root, BACKGROUND_SHARE)[0][:n]
+
+
 def test_audio_inputs(wildcards) -> list[str]:
     """Every test soundscape; the demo's folder stands for its files."""
     root = Path(DATA_DIR) / config["infer"]["test_soundscapes"]
@@ -407,6 +423,7 @@ def final_outputs() -> list[str]:
         "results/ensemble/weights.json",
         "results/ensemble/per_class.png",
         "results/export/summary.png",
+        "results/bundle",
         "results/submission.csv",
         *(["results/score.json"] if HAS_TEST_SOLUTION else []),
     ]

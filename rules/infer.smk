@@ -1,14 +1,11 @@
-# Stage 11: the test soundscapes through the chosen IRs into results/submission.csv, and its score.
+# Stage 11: the test soundscapes through the bundle's predict.py into results/submission.csv, and its score.
 
 
 rule infer:
     input:
         audio=test_audio_inputs,
         sample_submission=sample_submission_input,
-        taxonomy=f"{DATA_DIR}/taxonomy.csv",
-        clips="results/dedup/clips.parquet",
-        weights="results/ensemble/weights.json",
-        exported=exported_members,
+        bundle="results/bundle",
     output:
         submission="results/submission.csv",
         rejected="results/infer/rejected.csv",
@@ -24,11 +21,6 @@ rule infer:
         runtime=90,
     params:
         infer=config["infer"],
-        postprocess=config["postprocess"],
-        batch_size=config["export"]["batch_size"],
-        mel=config["mel"],
-        chunks=config["chunks"],
-        embeddings=config["embeddings"],
     script:
         "../workflow_scripts/run_infer.py"
 

@@ -6,11 +6,10 @@ import pytest
 
 from birdclef import birdnet, embeddings
 from birdclef.audio import write_ogg
+from birdclef.bundle_predict import combine, window_segments
 from birdclef.embeddings import (
     build_embedding_shard,
-    combine,
     read_embeddings,
-    window_segments,
     write_embedding_shard,
     zero_shot,
 )
@@ -24,10 +23,10 @@ CFG = EmbeddingConfig()
 
 def test_a_window_is_three_segments_one_second_apart():
     window = np.arange(5 * birdnet.SAMPLE_RATE, dtype=np.float32)
-    segs = window_segments(window, CFG)
+    segs = window_segments(window, CFG.segment_starts)
     assert segs.shape == (3, birdnet.SEGMENT)
     assert [s[0] for s in segs] == [0, 48_000, 96_000] and segs[2][-1] == 5 * 48_000 - 1
-    short = window_segments(window[: 4 * 48_000], CFG)  # past the end: zeros
+    short = window_segments(window[: 4 * 48_000], CFG.segment_starts)  # past the end: zeros
     assert short[2][96_000 - 1] == 4 * 48_000 - 1 and (short[2][96_000:] == 0).all()
 
 
@@ -99,7 +98,7 @@ def test_a_window_embeds_as_the_mean_of_birdnet_on_its_segments(shard, clips):
     window = np.zeros(5 * birdnet.SAMPLE_RATE, np.float32)
     piece = audio[start : start + len(window)]
     window[: len(piece)] = piece
-    direct, _ = birdnet.BirdNetEmbedder()(window_segments(window, CFG))
+    direct, _ = birdnet.BirdNetEmbedder()(window_segments(window, CFG.segment_starts))
     np.testing.assert_allclose(emb.embeddings[-1], direct.mean(axis=0), atol=2e-3, rtol=2e-3)
 
 

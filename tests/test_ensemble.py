@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from birdclef.bundle_predict import to_space
 from birdclef.ensemble import (
     _ClassMajorAUC,
     blend,
@@ -13,7 +14,6 @@ from birdclef.ensemble import (
     fit_weights,
     group_folds,
     round_weights,
-    transform,
 )
 from birdclef.metrics import class_auc, macro_roc_auc
 from birdclef.settings import BLEND_SPACES, EnsembleConfig
@@ -89,7 +89,7 @@ def test_equal_method_and_single_member():
 
 def test_rank_transform_averages_ties_and_scales_to_unit_range():
     p = np.array([[0.1, 0.3], [0.5, 0.3], [0.5, 0.3], [0.9, 0.3]])
-    np.testing.assert_allclose(transform(p, "rank"), [[0, 0.5], [0.5, 0.5], [0.5, 0.5], [1, 0.5]])
+    np.testing.assert_allclose(to_space(p, "rank"), [[0, 0.5], [0.5, 0.5], [0.5, 0.5], [1, 0.5]])
 
 
 def test_rank_blend_and_fit_ignore_a_monotone_transform_of_a_member():

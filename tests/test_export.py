@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from birdclef import export
+from birdclef import bundle_predict, export
 from birdclef.dataset import MelShardDataset
 
 from conftest import SHARD_CLASSES as CLASSES
@@ -63,7 +63,7 @@ def test_the_fp32_ir_is_the_pytorch_member_in_fp32(exported, windows):
 
 
 def test_the_tolerance_would_catch_a_bf16_run(exported, windows):
-    core = export.core()
+    core = bundle_predict.core()
     if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no bf16: its default precision is f32 already")
     default = core.compile_model(core.read_model(exported["dir"] / "fp32.xml"), "CPU", {"INFERENCE_NUM_THREADS": 2})
@@ -72,7 +72,7 @@ def test_the_tolerance_would_catch_a_bf16_run(exported, windows):
 
 
 def test_irs_keep_fp32_weights_and_the_int8_ir_is_quantized(exported):
-    core, out = export.core(), exported["dir"]
+    core, out = bundle_predict.core(), exported["dir"]
     fp32, int8 = core.read_model(out / "fp32.xml"), core.read_model(out / "int8.xml")
     for model in (fp32, int8):
         types = {
@@ -81,7 +81,7 @@ def test_irs_keep_fp32_weights_and_the_int8_ir_is_quantized(exported):
         assert "f16" not in types and "f32" in types
     n_params = sum(p.numel() for p in exported["member"].parameters())
     assert (out / "fp32.bin").stat().st_size > 3.5 * n_params  # FP16 would be about 2 bytes per parameter
-    assert not export.is_quantized(fp32) and export.is_quantized(int8)
+    assert not bundle_predict.is_quantized(fp32) and bundle_predict.is_quantized(int8)
     assert "FakeQuantize" in {op.get_type_name() for op in int8.get_ops()}
     assert (out / "int8.bin").stat().st_size < (out / "fp32.bin").stat().st_size / 2  # int8 weights
     assert not list(out.glob(".*"))  # written under hidden temporary names (birdclef.atomic), then renamed
@@ -96,7 +96,7 @@ def test_the_int8_ir_is_close_to_fp32_and_gives_probabilities(exported, windows)
 
 
 def test_quantization_is_deterministic(exported, windows, tmp_path):
-    fp32 = export.core().read_model(exported["dir"] / "fp32.xml")
+    fp32 = bundle_predict.core().read_model(exported["dir"] / "fp32.xml")
     export.quantize_int8(fp32, windows, tmp_path / "again.xml", subset_size=300)
     assert (tmp_path / "again.bin").read_bytes() == (exported["dir"] / "int8.bin").read_bytes()
 
@@ -202,5 +202,5 @@ def test_a_birdnet_head_member_exports_on_the_embedding_input_and_stays_fp32(tmp
         and "INT8 would save nothing" in report["reason"]
     )
     assert report["max_abs_diff_fp32_vs_torch"] < 1e-5
-    ir = export.core().read_model(tmp_path / "m" / "fp32.xml")
+    ir = bundle_predict.core().read_model(tmp_path / "m" / "fp32.xml")
     assert [d.get_length() if d.is_static else -1 for d in ir.inputs[0].get_partial_shape()] == [-1, 1024]

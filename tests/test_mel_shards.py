@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from birdclef.audio import write_ogg
+from birdclef.bundle_predict import cut, soundscape_starts
 from birdclef.dataset import MelShardDataset
 from birdclef.manifest import build_manifest
 from birdclef.mel import MelFrontend
@@ -13,11 +14,9 @@ from birdclef.mel_shards import (
     build_soundscape_shard,
     build_train_shard,
     choose_starts,
-    cut,
     decode_mel,
     load_audio,
     read_meta,
-    soundscape_starts,
     write_shard,
 )
 from birdclef.settings import ChunkConfig, MelConfig

@@ -33,7 +33,8 @@ TRAIN = {
 }
 TINY = {"demo": TINY_DEMO, **SHARDS, **TRAIN}
 TRAINING = {"folds", "train_teacher", "training_summary", "pseudo_label", "train_student", "score_models"}
-TRAINING |= {"predict_validation", "fit_ensemble", "export_int8", "export_summary", "infer", "score", "runtimes"}
+TRAINING |= {"predict_validation", "fit_ensemble", "export_int8", "export_summary", "bundle", "infer", "score"}
+TRAINING |= {"runtimes"}
 TRAINING |= {"plot_zero_shot"}  # the heads' per-class scores against BirdNET zero-shot follow score_models
 # The exports follow the fit_ensemble checkpoint: a dry-run lists them only when it can evaluate that
 # checkpoint's output, which depends on what else reruns; knob tests leave them out unless they are the point.
@@ -375,9 +376,10 @@ def test_second_run_has_nothing_to_do(demo_run):
         ({"train": {"lr": 0.01}}, {*TEACHERS, "all"}),
         ({"pseudo_label": {"min_max_prob": 0.3}}, {*TEACHERS - {"train_teacher"}, "all"}),
         ({"distill": {"temperature": 2.0}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
-        ({"ensemble": {"method": "equal"}}, {"fit_ensemble", "export_summary", "infer", "score", "all"}),
-        ({"export": {"tolerance": 0.01}}, {"export_int8", "export_summary", "infer", "score", "all"}),
-        ({"postprocess": {"file_max_weight": 0.5}}, {"infer", "score", "all"}),
+        ({"ensemble": {"method": "equal"}}, {"fit_ensemble", "export_summary", "bundle", "infer", "score", "all"}),
+        ({"export": {"tolerance": 0.01}}, {"export_int8", "export_summary", "bundle", "infer", "score", "all"}),
+        ({"postprocess": {"file_max_weight": 0.5}}, {"bundle", "infer", "score", "all"}),
+        ({"bundle": {"competition": "birdclef-2026"}}, {"bundle", "infer", "score", "all"}),
         (
             {"birdnet": {"top_k": 3}},
             {"birdnet_scan", "quality_filter", "dedup", *PLANNED, "all"},
@@ -462,8 +464,9 @@ def test_a_corrupt_or_missing_test_file_costs_its_rows_not_the_submission(real_l
     for f in (data / "test_soundscapes").iterdir():
         f.unlink()
     run_snakemake(work, "--cores", "2", "--configfile", "c.yaml")
-    assert pd.read_csv(work / "results/submission.csv").empty
-    assert json.loads((work / "results/score.json").read_text())["macro_roc_auc"] is None
+    empty = pd.read_csv(work / "results/submission.csv")  # the sample's rows, every one the class prior
+    assert empty["row_id"].tolist() == sample["row_id"].tolist()
+    assert (empty.iloc[:, 1:].to_numpy() == submission.iloc[:, 1:].to_numpy()).all()
     assert "no test soundscapes" in (work / "results/logs/infer.log").read_text()
 
 
@@ -510,3 +513,110 @@ def test_real_recordings_run_through_dedup(tmp_path, shared_data):
     assert 0.8 * len(clips) < clips["keep"].sum() < len(clips)  # it drops some, not many
     assert clips.groupby("primary_label")["keep"].sum().min() >= min(5, clips["primary_label"].value_counts().min())
     print(f"NIPS4B: {clips['keep'].sum()} of {len(clips)} clips kept; {(~clips['dedup_keep']).sum()} duplicates")
+
+
+# --- The bundle, in an environment of its own ------------------------------------------------
+def pinned(*names: str) -> list[str]:
+    """``name==version`` from requirements.txt."""
+    pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().split() if "==" in line)
+    return [f"{name}=={pins[name]}" for name in names]
+
+
+@pytest.fixture(scope="module")
+def bundle_env(tmp_path_factory):
+    """A virtual environment with numpy, scipy and soundfile at the pinned versions, and nothing else."""
+    import sys
+
+    env = tmp_path_factory.mktemp("bundle_env") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    pip = [str(env / "bin/python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *pinned("numpy", "scipy", "soundfile")], check=True)
+    return env
+
+
+def kaggle_input(demo_run, root, test_files, sample: bool = True):
+    """A folder laid out like /kaggle/input: the bundle as a dataset, the competition with its test soundscapes."""
+    spec = json.loads((demo_run / "results/bundle/bundle.json").read_text())
+    nb = json.loads((demo_run / "results/bundle/kaggle_notebook.ipynb").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["bundle"]
+    shutil.copytree(demo_run / "results/bundle", root / "input" / config["kaggle_dataset"])
+    competition = root / "input" / config["competition"]
+    (competition / "test_soundscapes").mkdir(parents=True)
+    for path in test_files:
+        shutil.copy(path, competition / "test_soundscapes" / path.name)
+    if sample:
+        shutil.copy(demo_run / "resources/demo/sample_submission.csv", competition / "sample_submission.csv")
+    (root / "working").mkdir()
+    return spec, nb, competition
+
+
+def run_notebook(env, root, nb) -> subprocess.CompletedProcess:
+    """The notebook's code cells, in order, in ``env``'s Python, with /kaggle/input and /kaggle/working moved."""
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    env_vars = {**os.environ, "KAGGLE_INPUT": str(root / "input"), "KAGGLE_WORKING": str(root / "working")}
+    return subprocess.run([str(env / "bin/python"), "-c", code], capture_output=True, text=True, env=env_vars)
+
+
+def assert_same_cells(a, b) -> None:
+    assert list(a.columns) == list(b.columns) and a["row_id"].tolist() == b["row_id"].tolist()
+    assert (a.iloc[:, 1:] - b.iloc[:, 1:]).abs().to_numpy().max() <= 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.bundle_env
+def test_the_kaggle_notebook_installs_offline_and_writes_the_infer_rules_submission(demo_run, bundle_env, tmp_path):
+    spec, nb, competition = kaggle_input(
+        demo_run, tmp_path, sorted((demo_run / "resources/demo/test_soundscapes").glob("*.ogg"))
+    )
+    assert nb["nbformat"] == 4 and all(c["cell_type"] in ("code", "markdown") for c in nb["cells"])
+    assert {m["input"] for m in spec["members"]} == {"mels", "embeddings"}  # a CNN and a BirdNET head
+    done = run_notebook(bundle_env, tmp_path, nb)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ours = pd.read_csv(tmp_path / "working/submission.csv")
+    assert_same_cells(ours, pd.read_csv(demo_run / "results/submission.csv"))
+    # only the bundle's wheels came in: no torch, no pandas
+    listed = subprocess.run([str(bundle_env / "bin/python"), "-m", "pip", "list"], capture_output=True, text=True)
+    assert "openvino" in listed.stdout and "torch" not in listed.stdout and "pandas" not in listed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.bundle_env
+def test_the_bundle_in_its_own_environment_handles_the_messy_cases_as_infer_does(demo_run, bundle_env, tmp_path):
+    """A corrupt file, a listed but missing file, an empty folder, a 1 s time budget: the rows infer's code writes."""
+    from birdclef import bundle_predict
+
+    test_files = sorted((demo_run / "resources/demo/test_soundscapes").glob("*.ogg"))
+    spec, nb, competition = kaggle_input(demo_run, tmp_path, test_files[1:])  # the first is listed, but missing
+    (competition / "test_soundscapes" / "corrupt.ogg").write_bytes(b"OggS" + bytes(300))
+    bundle = tmp_path / "input" / yaml.safe_load((REPO / "config.yaml").read_text())["bundle"]["kaggle_dataset"]
+    assert run_notebook(bundle_env, tmp_path, nb).returncode == 0
+    predict = [str(bundle_env / "bin/python"), str(bundle / "predict.py")]
+    test_dir = competition / "test_soundscapes"
+    sample = competition / "sample_submission.csv"
+
+    def expected(name, files, **kw):
+        bundle_predict.run(bundle, files, sample, tmp_path / name, 2, **kw)
+        return pd.read_csv(tmp_path / name)
+
+    # corrupt and missing files: their rows get the prior, as in infer
+    done = subprocess.run(
+        [*predict, "--test-dir", str(test_dir), "--out", str(tmp_path / "a.csv")], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "corrupt.ogg" in done.stderr and test_files[0].stem in done.stderr
+    assert_same_cells(pd.read_csv(tmp_path / "a.csv"), expected("a_ref.csv", bundle_predict.list_audio(test_dir)))
+    # an empty folder: the sample's rows, all with the prior
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["--test-dir", str(empty), "--sample-submission", str(sample), "--out", str(tmp_path / "b.csv")]
+    assert subprocess.run([*predict, *args], capture_output=True).returncode == 0
+    assert_same_cells(pd.read_csv(tmp_path / "b.csv"), expected("b_ref.csv", []))
+    # a time budget of 1 s: every row still there, each either predicted (as without a budget) or the prior
+    args = ["--test-dir", str(test_dir), "--out", str(tmp_path / "c.csv"), "--time-budget", "1"]
+    done = subprocess.run([*predict, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    budget, full = pd.read_csv(tmp_path / "c.csv"), pd.read_csv(tmp_path / "a.csv")
+    assert budget["row_id"].tolist() == full["row_id"].tolist()
+    prior = pd.read_csv(tmp_path / "b.csv").iloc[0, 1:].to_numpy(dtype=float)
+    for (_, b), (_, f) in zip(budget.iterrows(), full.iterrows(), strict=True):
+        got = b.iloc[1:].to_numpy(dtype=float)
+        assert abs(got - f.iloc[1:].to_numpy(dtype=float)).max() <= 1e-6 or abs(got - prior).max() <= 1e-6

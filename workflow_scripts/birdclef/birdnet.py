@@ -44,8 +44,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from scipy.signal import resample_poly
 
+from birdclef.bundle_predict import (  # BirdNET's resampling and interpreter: the bundle's too
+    KAISER_FAST_ZEROS,
+    BirdNetInterpreter,
+    fit_end,
+    kaiser_fast_resample,
+    librosa_length,
+)
 from birdclef.settings import BIRDNET_EMBEDDING_DIM, BIRDNET_SEGMENT_S
 
 log = logging.getLogger(__name__)
@@ -150,69 +156,6 @@ def load_analyzer() -> Any:
 
 
 # --- Audio ---------------------------------------------------------------------
-# birdnetlib loads through librosa with res_type="kaiser_fast", i.e. resampy's
-# windowed-sinc interpolator. The resampling filter is not a detail: on real
-# recordings, scipy's default resample_poly filter (cutoff at Nyquist) changes
-# the 48 kHz signal by about 8 % RMS against kaiser_fast (rolloff 0.868) and moves
-# BirdNET confidences by up to 0.5. So the same filter is rebuilt here as a
-# polyphase FIR and run by scipy's fast upfirdn; resampy is not needed.
-
-_KAISER_FAST_ZEROS = 24  # resampy kaiser_fast: zero crossings per wing
-_KAISER_FAST_BETA = 9.90322
-_KAISER_FAST_ROLLOFF = 0.8682120388377784
-
-
-@functools.lru_cache(maxsize=16)
-def kaiser_fast_fir(up: int, down: int) -> np.ndarray:
-    """resampy's kaiser_fast filter as FIR taps for ``resample_poly(x, up, down, window=...)``.
-
-    resampy's output at time t (in input samples) is sum_k h(t - k) x[k], with
-    h(t) = s * W(s |t|), s = min(1, up / down), and W the Kaiser-windowed sinc
-    below. resample_poly evaluates taps at t = j / up and multiplies them by up.
-    """
-    scale = min(1.0, up / down)
-    half_len = math.floor(_KAISER_FAST_ZEROS * up / scale)
-    u = scale * np.arange(-half_len, half_len + 1) / up  # where W is read
-    taper = np.i0(_KAISER_FAST_BETA * np.sqrt(np.clip(1 - (u / _KAISER_FAST_ZEROS) ** 2, 0, None)))
-    w = _KAISER_FAST_ROLLOFF * np.sinc(_KAISER_FAST_ROLLOFF * u) * taper / np.i0(_KAISER_FAST_BETA)
-    return (scale * w / up).astype(np.float32)
-
-
-def _resample(x: np.ndarray, up: int, down: int) -> np.ndarray:
-    if up == down:
-        return np.asarray(x, dtype=np.float32)
-    return resample_poly(x, up, down, window=kaiser_fast_fir(up, down)).astype(np.float32, copy=False)
-
-
-def _librosa_length(n_in: int, sr: int) -> tuple[int, int]:
-    """(length librosa returns, samples resampy computes): the rest is zero-padded.
-
-    resampy makes int(n * 48000 / sr) samples and librosa pads them to
-    ceil(n * ratio), both in floating point. The padded zero is the last sample
-    of the last segment, right before BirdNET's own zero padding, and on real
-    clips it alone moves a confidence by up to 0.01, so it is reproduced.
-    """
-    return int(np.ceil(n_in * (float(SAMPLE_RATE) / sr))), int(n_in * float(SAMPLE_RATE) / float(sr))
-
-
-def _fit_end(tail: np.ndarray, offset: int, n_out: int, n_valid: int) -> np.ndarray:
-    """The file's last output samples, from global index ``offset``, cut or padded to librosa's length."""
-    want = n_out - offset
-    if len(tail) < want:
-        tail = np.concatenate([tail, np.zeros(want - len(tail), np.float32)])
-    tail = tail[:want]
-    if n_valid < n_out:
-        tail = tail.copy()
-        tail[max(0, n_valid - offset) :] = 0.0
-    return tail
-
-
-def resample_to_48k(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Mono float32 ``audio`` at ``sr`` resampled to 48 kHz as librosa's kaiser_fast does, length included."""
-    g = math.gcd(SAMPLE_RATE, sr)
-    return _fit_end(_resample(audio, SAMPLE_RATE // g, sr // g), 0, *_librosa_length(len(audio), sr))
-
-
 def read_48k(path: str | Path, piece_segments: int = PIECE_SEGMENTS) -> Iterator[np.ndarray]:
     """The file as mono float32 at 48 kHz, in pieces of ``piece_segments`` whole segments (the last shorter).
 
@@ -228,7 +171,7 @@ def read_48k(path: str | Path, piece_segments: int = PIECE_SEGMENTS) -> Iterator
         g = math.gcd(SAMPLE_RATE, sr)
         up, down = SAMPLE_RATE // g, sr // g
         step = int(piece_segments * SEGMENT_S * sr)  # a multiple of `down`: 3 s is a whole number of 48 kHz samples
-        filter_wing = _KAISER_FAST_ZEROS * max(1.0, down / up)  # in source samples
+        filter_wing = KAISER_FAST_ZEROS * max(1.0, down / up)  # in source samples
         margin = down * math.ceil(max(0.05 * sr, 2 * filter_wing) / down)
 
         def read(n: int) -> np.ndarray:
@@ -239,12 +182,12 @@ def read_48k(path: str | Path, piece_segments: int = PIECE_SEGMENTS) -> Iterator
         n_in = n_out = 0  # source samples before `cur`, output samples yielded
         while len(cur):
             right = read(margin)
-            y = _resample(np.concatenate([left, cur, right]), up, down)
+            y = kaiser_fast_resample(np.concatenate([left, cur, right]), up, down)
             first = len(left) * up // down
             if len(right):
                 piece = y[first : first + len(cur) * up // down]
             else:
-                piece = _fit_end(y[first:], n_out, *_librosa_length(n_in + len(cur), sr))
+                piece = fit_end(y[first:], n_out, *librosa_length(n_in + len(cur), sr))
             yield piece
             n_in, n_out = n_in + len(cur), n_out + len(piece)
             left = cur[-margin:]
@@ -586,40 +529,9 @@ def model_hash() -> str:
     return hashlib.sha256(model_file().read_bytes()).hexdigest()[:16]
 
 
-class BirdNetEmbedder:
-    """One single-threaded LiteRT interpreter of BirdNET v2.4: segments in, (embeddings, logits) out.
-
-    Not thread-safe: use one per thread (``invoke`` releases the GIL, so threads run in parallel).
-    """
-
-    def __init__(self) -> None:
-        import_birdnetlib()  # the tflite_runtime alias, and birdnetlib's own checks
-        from ai_edge_litert import interpreter as litert
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*preserve_all_tensors.*")
-            self.interpreter = litert.Interpreter(
-                model_path=str(model_file()), num_threads=1, experimental_preserve_all_tensors=True
-            )
-        self.interpreter.allocate_tensors()
-        self.input_index = self.interpreter.get_input_details()[0]["index"]
-        self.logits_index = self.interpreter.get_output_details()[0]["index"]
-        self.embedding_index = self.logits_index - 1
-        shape = tuple(self.interpreter.get_input_details()[0]["shape"])
-        if shape != (1, SEGMENT):
-            raise RuntimeError(f"unexpected BirdNET input shape {shape}")
-
-    def __call__(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n x 1024 embeddings, n x 6522 logits), float32, of ``segments`` (n x 144000 samples at 48 kHz)."""
-        segments = np.ascontiguousarray(segments, dtype=np.float32).reshape(-1, SEGMENT)
-        embeddings = np.empty((len(segments), EMBEDDING_DIM), np.float32)
-        logits = np.empty((len(segments), len(birdnet_labels())), np.float32)
-        for k, seg in enumerate(segments):
-            self.interpreter.set_tensor(self.input_index, seg[np.newaxis])
-            self.interpreter.invoke()
-            embeddings[k] = self.interpreter.get_tensor(self.embedding_index)[0]
-            logits[k] = self.interpreter.get_tensor(self.logits_index)[0]
-        return embeddings, logits
+def BirdNetEmbedder() -> BirdNetInterpreter:  # noqa: N802 (it stands for the class it makes)
+    """A single-threaded LiteRT interpreter of the installed BirdNET v2.4 (``bundle_predict.BirdNetInterpreter``)."""
+    return BirdNetInterpreter(model_file())
 
 
 def birdnet_sigmoid(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:

@@ -7,7 +7,7 @@ the id), so adding one clip recomputes one shard of each.
 
 Layout of a window (``EmbeddingConfig``): the window's own ``chunk_s`` seconds
 (no context), cut from the recording exactly as the mel cache cuts it
-(``mel_shards.cut``, short clips tiled), but from audio resampled to 48 kHz with
+(``bundle_predict.cut``, short clips tiled), but from audio resampled to 48 kHz with
 BirdNET's filter (``birdnet.read_48k``); BirdNET embeds the 3 s segments starting
 at ``segment_starts`` seconds into it. The window's embedding is the mean of its
 segments' embeddings; its logit per BirdNET class the maximum over its segments.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from birdclef import birdnet
-from birdclef.mel_shards import cut
+from birdclef.bundle_predict import InterpreterPool, embed_audio  # the one definition of a window's embedding
 from birdclef.settings import ChunkConfig, EmbeddingConfig
 from birdclef.tables import write_parquet
 
@@ -57,46 +56,10 @@ META_LAYOUT = "birdclef.embedding_layout"
 META_SPECIES = "birdclef.birdnet_species"
 
 
-def segment_offsets(cfg: EmbeddingConfig) -> np.ndarray:
-    """Start sample (48 kHz) of each segment in a window."""
-    return np.round(np.asarray(cfg.segment_starts) * birdnet.SAMPLE_RATE).astype(int)
-
-
-def window_segments(window: np.ndarray, cfg: EmbeddingConfig) -> np.ndarray:
-    """The 3 s segments (n x 144000) BirdNET embeds of one window of 48 kHz audio (zero-padded past its end)."""
-    out = np.zeros((len(cfg.segment_starts), birdnet.SEGMENT), np.float32)
-    for k, start in enumerate(segment_offsets(cfg)):
-        piece = window[start : start + birdnet.SEGMENT]
-        out[k, : len(piece)] = piece
-    return out
-
-
-def combine(embeddings: np.ndarray, logits: np.ndarray, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per window, the mean embedding and the maximum logit of its segments (segments in window order)."""
-    emb = embeddings.reshape(n_windows, -1, embeddings.shape[-1]).mean(axis=1)
-    per_segment = len(embeddings) // max(n_windows, 1)
-    return emb, logits.reshape(n_windows, per_segment, logits.shape[-1]).max(axis=1)
-
-
 def read_audio_48k(path: str | Path) -> np.ndarray:
     """The whole recording, mono, at 48 kHz with BirdNET's resampling filter."""
     pieces = list(birdnet.read_48k(path))
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-
-
-def embed_audio(
-    audio_48k: np.ndarray, starts: Sequence[float], cfg: EmbeddingConfig, chunks: ChunkConfig, pool: Embedders
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per window starting at ``starts`` (s) of a recording at 48 kHz: its embedding and its logits (all classes).
-
-    The one definition of a window's embedding, used by the cache and by inference alike.
-    """
-    window_cfg = ChunkConfig(chunk_s=chunks.chunk_s, context_s=0.0)
-    windows = [cut(audio_48k, birdnet.SAMPLE_RATE, s, window_cfg) for s in starts]
-    if not windows:
-        return np.zeros((0, birdnet.EMBEDDING_DIM), np.float32), np.zeros((0, len(birdnet.birdnet_labels())))
-    emb, logits = pool.run(np.concatenate([window_segments(w, cfg) for w in windows]))
-    return combine(emb, logits, len(windows))
 
 
 def species_columns(species_of: Mapping[str, str]) -> list[str]:
@@ -109,22 +72,6 @@ class _File:
     id: str
     path: str
     offsets: list[float]
-
-
-class Embedders:
-    """A pool of single-threaded BirdNET interpreters, one taken per task (threads share it)."""
-
-    def __init__(self, n: int) -> None:
-        self.free: queue.Queue[birdnet.BirdNetEmbedder] = queue.Queue()
-        for _ in range(n):
-            self.free.put(birdnet.BirdNetEmbedder())
-
-    def run(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        embedder = self.free.get()
-        try:
-            return embedder(segments)
-        finally:
-            self.free.put(embedder)
 
 
 def embed_windows(
@@ -146,10 +93,10 @@ def embed_windows(
     where = rows.groupby("id", sort=False).indices  # file id -> its rows, once
     offsets = rows["offset_s"].astype(float).to_numpy()
     files = [_File(str(i), path_of[str(i)], offsets[idx].tolist()) for i, idx in where.items()]
-    pool = Embedders(max(1, threads))
+    pool = InterpreterPool(birdnet.BirdNetEmbedder, threads)
 
     def one(f: _File) -> tuple[np.ndarray, np.ndarray]:
-        emb, logits = embed_audio(read_audio_48k(f.path), f.offsets, cfg, chunks, pool)
+        emb, logits = embed_audio(read_audio_48k(f.path), f.offsets, cfg.segment_starts, chunks.chunk_s, pool)
         return emb, logits[:, species_index]
 
     emb_out = np.zeros((len(rows), birdnet.EMBEDDING_DIM), np.float32)

@@ -38,16 +38,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from scipy.stats import rankdata
 from sklearn.model_selection import GroupKFold
 
+from birdclef.bundle_predict import blend as blend_members  # the bundle blends as the fit assumed
+from birdclef.bundle_predict import to_space
 from birdclef.metrics import class_auc, macro_roc_auc
 from birdclef.settings import BLEND_SPACES, EnsembleConfig
 
 log = logging.getLogger(__name__)
 
-LOGIT_EPS = 1e-6
 COORDINATE_STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 MIN_GAIN = 1e-9  # a score must rise by more than float noise for a move to count
 WEIGHT_DIGITS = 6
@@ -86,24 +85,6 @@ def _check_members(
     return arrays
 
 
-def transform(probs: np.ndarray, space: str) -> np.ndarray:
-    """Probabilities in the space where they are averaged: as they are, per-class ranks in 0..1, or logits."""
-    _check_space(space)
-    p = np.asarray(probs, dtype=np.float64)
-    if space == "prob":
-        return p
-    if space == "rank":
-        if len(p) < 2:
-            return np.full_like(p, 0.5)
-        return (rankdata(p, axis=0) - 1) / (len(p) - 1)
-    p = np.clip(p, LOGIT_EPS, 1 - LOGIT_EPS)
-    return np.log(p / (1 - p))
-
-
-def _from_space(mixed: np.ndarray, space: str) -> np.ndarray:
-    return expit(mixed) if space == "logit" else mixed
-
-
 def blend(member_probs: Sequence[np.ndarray], weights: Sequence[float], space: str) -> np.ndarray:
     """The weighted mean of the members in ``space``, back as scores in 0..1 (weights are normalised to sum 1).
 
@@ -116,9 +97,7 @@ def blend(member_probs: Sequence[np.ndarray], weights: Sequence[float], space: s
         raise ValueError(f"need one weight per member ({len(arrays)}), got {w.shape}")
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}")
-    w = w / w.sum()
-    mixed = sum(wi * transform(p, space) for wi, p in zip(w, arrays, strict=True) if wi > 0)
-    return np.clip(_from_space(mixed, space), 0.0, 1.0)
+    return blend_members(arrays, w, space)
 
 
 def scored_classes(y_true: np.ndarray) -> np.ndarray:
@@ -228,7 +207,7 @@ def fit_weights(member_probs: Sequence[np.ndarray], y_true: np.ndarray, cfg: Ens
         return np.full(m, 1.0 / m)
     # Only scored columns change the metric; dropping the rest saves time in every evaluation.
     # Classes x rows, so that each class's scores are contiguous for sorting.
-    stack = np.stack([transform(p[:, scored], cfg.space).T for p in arrays])
+    stack = np.stack([to_space(p[:, scored], cfg.space).T for p in arrays])
     score = _ClassMajorAUC(np.asarray(y_true)[:, scored])
     if cfg.method == "hill_climb":
         return _hill_climb(stack, score, cfg.n_iter)

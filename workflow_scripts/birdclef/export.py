@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nncf
@@ -34,6 +34,10 @@ import torch
 from torch import nn
 
 from birdclef.atomic import atomic_path
+from birdclef.bundle_predict import (  # the bundle's OpenVINO runner is the workflow's too
+    compile_ir,
+    predict_ir,
+)
 from birdclef.dataset import EmbeddingDataset, MelShardDataset
 from birdclef.kinds import REGISTRY, Kind, checkpoint_kind, load_model
 from birdclef.metrics import macro_roc_auc
@@ -41,21 +45,7 @@ from birdclef.settings import MelConfig
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("f32", "int8")
-# The quantised operations NNCF inserts: FakeQuantize on activations; weights become
-# int8 constants behind a Convert once saved.
-QUANTIZED_OPS = frozenset({"FakeQuantize"})
 OUTPUT_NAME = "probabilities"
-
-_core: ov.Core | None = None
-
-
-def core() -> ov.Core:
-    """This process's one ``ov.Core`` (created on first use: plugins load once, settings stay per compile)."""
-    global _core
-    if _core is None:
-        _core = ov.Core()
-    return _core
 
 
 class FoldMean(nn.Module):
@@ -165,75 +155,6 @@ def quantize_int8(
     _save_ir(quantized, xml_path)
     log.info("INT8 IR: %s (%d calibration windows)", xml_path, min(subset_size, len(items)))
     return quantized
-
-
-def is_quantized(model: ov.Model) -> bool:
-    """Whether ``model`` holds NNCF's quantisation operations."""
-    return any(op.get_type_name() in QUANTIZED_OPS for op in model.get_ops())
-
-
-def compile_ir(xml_path: str | Path, threads: int = 2, precision: str = "f32") -> ov.CompiledModel:
-    """An IR compiled for the CPU in true FP32 arithmetic (``precision`` "f32"), or its INT8 quantised operations.
-
-    "int8" expects an IR with quantisation operations (and "f32" one without): a swapped
-    path is an error, not a silently different benchmark. Both compile with the f32
-    hint, so what is not quantised runs in FP32 rather than the CPU's default bf16.
-    THROUGHPUT: the windows are scored offline in many independent batches; the
-    plugin then runs one stream per core (each single-threaded, no sync between
-    layers), and ``predict_ir`` keeps every stream busy with its own request.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    model = core().read_model(Path(xml_path))
-    if is_quantized(model) != (precision == "int8"):
-        kind = "quantised" if is_quantized(model) else "not quantised"
-        raise ValueError(f"{xml_path}: the IR is {kind}, which precision {precision!r} does not expect")
-    config = {
-        "INFERENCE_PRECISION_HINT": "f32",
-        "INFERENCE_NUM_THREADS": int(threads),
-        "PERFORMANCE_HINT": "THROUGHPUT",
-    }
-    return core().compile_model(model, "CPU", config)
-
-
-def _batches(windows: np.ndarray | Iterable[np.ndarray], batch_size: int) -> Iterable[np.ndarray]:
-    if isinstance(windows, np.ndarray):
-        for start in range(0, len(windows), batch_size):
-            yield windows[start : start + batch_size]
-    else:
-        yield from windows
-
-
-def predict_ir(
-    compiled: ov.CompiledModel, windows: np.ndarray | Iterable[np.ndarray], batch_size: int = 16
-) -> np.ndarray:
-    """Probabilities (n x classes, float32) of a compiled IR on ``windows``, in input order.
-
-    ``windows``: one array (n x 1 x mels x frames), cut into batches of ``batch_size``, or
-    an iterable of such batches taken as they come (so a reader can stream them). Batches
-    run on an ``AsyncInferQueue`` of the plugin's optimal number of requests; a callback
-    copies each result into its batch's slot, since a request reuses its output buffer.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    try:
-        jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    except RuntimeError:
-        jobs = 2
-    queue = ov.AsyncInferQueue(compiled, max(jobs, 1))
-    results: dict[int, np.ndarray] = {}
-
-    def done(request: ov.InferRequest, index: int) -> None:
-        results[index] = request.get_output_tensor(0).data.copy()
-
-    queue.set_callback(done)
-    n = 0
-    for n, batch in enumerate(_batches(windows, batch_size), start=1):
-        queue.start_async(np.ascontiguousarray(batch, dtype=np.float32), userdata=n - 1)
-    queue.wait_all()
-    if n == 0:
-        return np.zeros((0, compiled.outputs[0].get_partial_shape()[1].get_length()), dtype=np.float32)
-    return np.concatenate([results[i] for i in range(n)]).astype(np.float32, copy=False)
 
 
 def predict_torch(member: nn.Module, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:

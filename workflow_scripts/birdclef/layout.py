@@ -113,3 +113,11 @@ def list_audio_files(audio_root: Path) -> list[str]:
         return []
     names = (p.relative_to(audio_root) for p in audio_root.rglob("*") if p.is_file())
     return sorted(n.as_posix() for n in names if not any(part.startswith(".") for part in n.parts))
+
+
+def audio_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """The audio files a rule was given, a folder (the demo's, which stands for its files) expanded to them."""
+    files: list[Path] = []
+    for path in map(Path, inputs):
+        files += [path / name for name in list_audio_files(path)] if path.is_dir() else [path]
+    return files

@@ -21,10 +21,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
+from birdclef.bundle_predict import (  # the inference-time home of where windows are cut
+    cut_windows,
+    read_mono,
+    to_rate,
+    window_row_id,
+)
 from birdclef.mel import MelFrontend
 from birdclef.settings import ChunkConfig, MelConfig
 from birdclef.tables import write_parquet
@@ -45,42 +49,9 @@ SCHEMA = pa.schema(
 )
 
 
-def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
-    """The file as mono float32 at its own rate, and that rate."""
-    audio, sr = sf.read(path, dtype="float32", always_2d=True)
-    return audio.mean(axis=1), sr
-
-
-def to_rate(mono: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
-    """``mono`` at ``sr`` resampled to ``sample_rate`` (the mel frontend's resampling)."""
-    if sr == sample_rate:
-        return mono
-    g = np.gcd(sr, sample_rate)
-    return resample_poly(mono, sample_rate // g, sr // g).astype(np.float32)
-
-
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Mono float32 at ``sample_rate`` (resampled when the file has another rate)."""
     return to_rate(*read_mono(path), sample_rate)
-
-
-def cut(audio: np.ndarray, sr: int, start_s: float, cfg: ChunkConfig) -> np.ndarray:
-    """``chunk_s`` from ``start_s`` with ``context_s`` on each side; zeros outside the recording.
-
-    A recording shorter than one chunk is tiled to fill it first: a short call
-    repeated is a better training chunk than the call and seconds of silence.
-    """
-    chunk = round(cfg.chunk_s * sr)
-    if 0 < len(audio) < chunk:
-        audio = np.tile(audio, -(-chunk // len(audio)))[:chunk]
-    context = round(cfg.context_s * sr)
-    start = round(start_s * sr) - context
-    n = chunk + 2 * context
-    out = np.zeros(n, dtype=np.float32)
-    lo, hi = max(start, 0), min(start + n, len(audio))
-    if hi > lo:
-        out[lo - start : hi - start] = audio[lo:hi]
-    return out
 
 
 def choose_starts(best_windows: Sequence[float], duration_s: float, cfg: ChunkConfig) -> list[float]:
@@ -92,14 +63,6 @@ def choose_starts(best_windows: Sequence[float], duration_s: float, cfg: ChunkCo
         if len(chosen) == cfg.chunks_per_clip:
             break
     return chosen or [max(0.0, (duration_s - cfg.chunk_s) / 2)]
-
-
-def soundscape_starts(duration_s: float, cfg: ChunkConfig) -> list[float]:
-    """Every ``chunk_s`` window; a last partial one when at least half of it is audio (Kaggle files have none)."""
-    n = int(duration_s // cfg.chunk_s)
-    if duration_s - n * cfg.chunk_s >= cfg.chunk_s / 2:
-        n += 1
-    return [k * cfg.chunk_s for k in range(n)]
 
 
 @dataclass
@@ -122,15 +85,7 @@ def audio_windows(
     windows here, so they cannot disagree on where one is.
     """
     audio = path if isinstance(path, np.ndarray) else load_audio(path, mel.sample_rate)
-    duration = len(audio) / mel.sample_rate
-    starts = list(starts) if starts is not None else soundscape_starts(duration, cfg)
-    windows = np.stack([cut(audio, mel.sample_rate, s, cfg) for s in starts]) if starts else np.zeros((0, 0))
-    return starts, windows, duration
-
-
-def window_row_id(item_id: str, start_s: float, cfg: ChunkConfig) -> str:
-    """Kaggle's row id of a soundscape window: the file's stem and the window's end second."""
-    return f"{item_id}_{round(start_s + cfg.chunk_s)}"
+    return cut_windows(audio, mel.sample_rate, cfg, starts)
 
 
 def _windows(item: _Item, mel: MelConfig, cfg: ChunkConfig) -> tuple[_Item, list[float], np.ndarray, float]:
