@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test lint benchmark clean
+.PHONY: demo test test-bundle lint benchmark clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(BIN)/.installed
 ## test: set up, then run the test suite
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+## test-bundle: the slow tier: the inference bundle in a virtual environment of its own (CI runs it too)
+test-bundle: $(BIN)/.installed
+	$(BIN)/python -m pytest -m bundle_env
 
 ## lint: ruff, snakefmt and snakemake --lint
 lint: $(BIN)/.installed

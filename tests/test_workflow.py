@@ -568,13 +568,15 @@ def test_the_kaggle_notebook_installs_offline_and_writes_the_infer_rules_submiss
     spec, nb, competition = kaggle_input(
         demo_run, tmp_path, sorted((demo_run / "resources/demo/test_soundscapes").glob("*.ogg"))
     )
-    assert nb["nbformat"] == 4 and all(c["cell_type"] in ("code", "markdown") for c in nb["cells"])
-    assert {m["input"] for m in spec["members"]} == {"mels", "embeddings"}  # a CNN and a BirdNET head
+    import nbformat
+
+    nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+    assert any(r.startswith("openvino==") for r in spec["requirements"])
     done = run_notebook(bundle_env, tmp_path, nb)
     assert done.returncode == 0, done.stderr[-3000:]
     ours = pd.read_csv(tmp_path / "working/submission.csv")
     assert_same_cells(ours, pd.read_csv(demo_run / "results/submission.csv"))
-    # only the bundle's wheels came in: no torch, no pandas
+    # only the bundle's wheels came in (ai-edge-litert too when a BirdNET head is a member): no torch, no pandas
     listed = subprocess.run([str(bundle_env / "bin/python"), "-m", "pip", "list"], capture_output=True, text=True)
     assert "openvino" in listed.stdout and "torch" not in listed.stdout and "pandas" not in listed.stdout
 

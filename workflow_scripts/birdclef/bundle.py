@@ -128,17 +128,18 @@ def notebook(requirements: Sequence[str], dataset: str, competition: str, thread
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 INPUT = Path(os.environ.get("KAGGLE_INPUT", "{KAGGLE_INPUT}"))
 WORKING = Path(os.environ.get("KAGGLE_WORKING", "{KAGGLE_WORKING}"))
 BUNDLE = INPUT / "{dataset}"
 TEST_DIR = INPUT / "{competition}" / "test_soundscapes"
-subprocess.run(
-    [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(BUNDLE / "wheels"), {reqs}],
-    check=True,
-)
+WHEELS = BUNDLE / "wheels"
+if WHEELS.is_dir():  # built with bundle.wheels: false, the image must have them
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(WHEELS), {reqs}],
+        check=True,
+    )
 """,
         ),
         cell(

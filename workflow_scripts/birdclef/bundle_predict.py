@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 import soundfile as sf
 from scipy.signal import resample_poly
 from scipy.special import expit
@@ -200,6 +201,9 @@ class LogMel:
     and AmplitudeToDB): a centred STFT with reflect padding and a periodic Hann window,
     |X| ** power, HTK mel filters, dB with each window's own ``top_db`` range, then each
     window normalised on its own. A test holds the two within 1e-4 on real audio.
+    The filters are applied as a sparse matrix (945 of 65,664 weights are non-zero):
+    no BLAS call, so decoding threads do not fight over OpenBLAS's own threads, which
+    made the dense product 1.5x slower than torchaudio with two threads here.
     """
 
     def __init__(self, mel: dict) -> None:
@@ -209,7 +213,8 @@ class LogMel:
         n = np.arange(self.n_fft)
         self.window = (0.5 - 0.5 * np.cos(2 * np.pi * n / self.n_fft)).astype(np.float32)
         args = (mel["sample_rate"], self.n_fft, mel["n_mels"], mel["f_min"], mel["f_max"])
-        self.filters = mel_filterbank(*args)
+        self.filters = mel_filterbank(*args)  # freqs x mels
+        self.sparse_filters = scipy.sparse.csr_matrix(self.filters.T)  # mels x freqs
         self.db_scale = 10.0 if self.power == 2.0 else 20.0  # AmplitudeToDB: power or magnitude
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -219,9 +224,16 @@ class LogMel:
         pad = self.n_fft // 2
         x = np.pad(x, [(0, 0), (pad, pad)], mode="reflect")
         frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft, axis=-1)[:, :: self.hop]
-        spectrum = np.abs(scipy.fft.rfft(frames * self.window, axis=-1))
-        spectrum = spectrum**2 if self.power == 2.0 else spectrum**self.power
-        spec = self.db_scale * np.log10(np.maximum(spectrum @ self.filters, 1e-10)).transpose(0, 2, 1)
+        stft = scipy.fft.rfft(frames * self.window, axis=-1)  # windows x frames x freqs
+        if self.power == 2.0:
+            spectrum = stft.real**2
+            spectrum += stft.imag**2
+        else:
+            spectrum = np.abs(stft) ** self.power
+        n, n_frames, n_freqs = spectrum.shape
+        mel = np.asarray(self.sparse_filters @ spectrum.reshape(-1, n_freqs).T)  # mels x (windows * frames)
+        spec = mel.reshape(-1, n, n_frames).transpose(1, 0, 2)  # windows x mels x frames
+        spec = self.db_scale * np.log10(np.maximum(spec, 1e-10))
         if self.top_db is not None:
             spec = np.maximum(spec, spec.max(axis=(1, 2), keepdims=True) - float(self.top_db))
         if self.normalization == "minmax":
@@ -230,7 +242,7 @@ class LogMel:
         elif self.normalization == "standard":
             mean, std = spec.mean(axis=(1, 2), keepdims=True), spec.std(axis=(1, 2), ddof=1, keepdims=True)
             spec = (spec - mean) / np.maximum(std, 1e-6)
-        return spec.astype(np.float32, copy=False)
+        return np.ascontiguousarray(spec, dtype=np.float32)
 
 
 # --- BirdNET on LiteRT ---------------------------------------------------------------
