@@ -276,3 +276,11 @@ def test_the_command_line_finds_the_sample_beside_the_test_folder_and_keeps_a_ti
     assert done.returncode == 0, done.stderr
     assert "time budget" in done.stdout + done.stderr
     assert len(read_csv(out)) == len(table)  # every row still there, from the prior
+
+
+def test_the_constants_predict_py_repeats_agree_with_the_workflows():
+    """predict.py imports nothing of the workflow, so it restates a few constants: they must agree."""
+    from birdclef import birdnet, settings
+
+    assert bp.BIRDNET_SEGMENT == birdnet.SEGMENT and bp.BIRDNET_RATE == birdnet.SAMPLE_RATE
+    assert bp.BLEND_SPACES == settings.BLEND_SPACES

