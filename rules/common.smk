@@ -235,6 +235,10 @@ def train_config(wildcards) -> dict:
     return MODELS[wildcards.model].params()[1]
 
 
+def student_train_config(wildcards) -> dict:
+    return PLAN.student_train(wildcards.model)
+
+
 def fold_outputs(stage: str, models: list[str], name: str) -> list[str]:
     """One file of every fold of every model of a stage (teacher or student)."""
     return layout.fold_files(stage, models, FOLDS, name)

@@ -101,7 +101,7 @@ rule train_student:
         gpu=1,
     params:
         model=model_settings,
-        train=train_config,
+        train=student_train_config,
         mel=config["mel"],
         distill=config["distill"],
         teacher_weights=lambda w: round_teacher_weights(round_of(w.stage)),

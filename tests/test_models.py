@@ -54,6 +54,27 @@ def test_saved_model_loads_with_weights_only_and_predicts_the_same(tmp_path):
     torch.testing.assert_close(loaded(X), model(X))
 
 
+@pytest.mark.parametrize("backbone", ["regnety_002", "mobilenetv3_small_050"])
+def test_drop_path_reaches_the_backbone_in_training_only_and_adds_no_weights(backbone):
+    from timm.layers import DropPath
+
+    cfg = ModelConfig(backbone=backbone, head="sed", dropout=0.0)  # no other randomness in training
+    plain, dropped = BirdModel(cfg, 4), BirdModel(cfg, 4, drop_path=0.2)
+    rates = [m.drop_prob for m in dropped.modules() if isinstance(m, DropPath)]
+    assert rates and 0 < max(rates) <= 0.2 + 1e-6  # timm spreads the rate over the depth (float32)
+    assert not [m for m in plain.modules() if isinstance(m, DropPath)]
+    assert plain.state_dict().keys() == dropped.state_dict().keys()  # a checkpoint loads into either
+    with torch.no_grad():  # timm zero-initialises each block's last norm: at init a residual branch adds nothing
+        for p in plain.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    dropped.load_state_dict(plain.state_dict())
+    plain.eval(), dropped.eval()
+    torch.testing.assert_close(dropped(X), plain(X))  # identity once evaluating
+    plain.train(), dropped.train()
+    torch.manual_seed(0)  # which blocks a sample skips is random: fixed here
+    assert not torch.allclose(dropped(X), plain(X))  # but not in training
+
+
 class _RunsCodeOnLoad:
     """What a hostile checkpoint carries: unpickling it would call Path.touch."""
 

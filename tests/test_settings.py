@@ -98,6 +98,20 @@ def test_the_shipped_config_resolves_into_the_demo_plan():
     assert plan.round_teachers(1) == ("teacher", plan.teachers)
 
 
+def test_students_take_distill_drop_path_and_teachers_keep_their_own():
+    cfg = shipped()
+    cfg["train"]["drop_path"] = 0.05
+    plan = resolve(cfg)
+    name = plan.students[0]
+    assert plan.student_train(name)["drop_path"] == plan.models[name].train.drop_path == 0.05  # null: the model's
+    cfg["distill"]["drop_path"] = 0.15
+    plan = resolve(cfg)
+    assert plan.student_train(name)["drop_path"] == 0.15 and plan.models[name].train.drop_path == 0.05
+    assert {k: v for k, v in plan.student_train(name).items() if k != "drop_path"} == {
+        k: v for k, v in plan.models[name].train.to_dict().items() if k != "drop_path"
+    }
+
+
 def test_later_rounds_are_taught_by_the_students_before_them():
     cfg = shipped()
     cfg["pseudo_label"] |= {"rounds": 3, "teacher_weights": {"mobilenet_conv": 2.0}}
@@ -170,6 +184,8 @@ BAD_CONFIGS = [
     ("embeddings:\n  segment_starts: [1.0, 0.0]\n", "embeddings.segment_starts"),
     ("validation:\n  build: {snr_db: [10.0, -5.0]}\n", "validation.build.snr_db"),
     ("validation:\n  build: {soundscape_seconds: 62}\n", "soundscape_seconds"),
+    ("train:\n  drop_path: 1.0\n", "drop_path"),
+    ("distill:\n  drop_path: -0.1\n", "drop_path"),
 ]
 
 

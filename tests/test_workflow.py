@@ -376,6 +376,7 @@ def test_second_run_has_nothing_to_do(demo_run):
         ({"train": {"lr": 0.01}}, {*TEACHERS, "all"}),
         ({"pseudo_label": {"min_max_prob": 0.3}}, {*TEACHERS - {"train_teacher"}, "all"}),
         ({"distill": {"temperature": 2.0}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
+        ({"distill": {"drop_path": 0.15}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
         ({"ensemble": {"method": "equal"}}, {"fit_ensemble", "export_summary", "bundle", "infer", "score", "all"}),
         ({"export": {"tolerance": 0.01}}, {"export_int8", "export_summary", "bundle", "infer", "score", "all"}),
         ({"postprocess": {"file_max_weight": 0.5}}, {"bundle", "infer", "score", "all"}),

@@ -21,7 +21,8 @@ from birdclef.settings import ModelConfig
 class BirdNetHead(nn.Module):
     """(batch, 1024) BirdNET embeddings -> (batch, classes) logits."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int) -> None:
+    def __init__(self, cfg: ModelConfig, n_classes: int, drop_path: float = 0.0) -> None:
+        """``drop_path`` is taken for the registry's one signature: a head has no residual blocks to skip."""
         super().__init__()
         self.cfg = cfg
         if cfg.head == "linear":

@@ -82,9 +82,9 @@ def kind_of(cfg: ModelConfig) -> Kind:
     return REGISTRY[cfg.kind]
 
 
-def build_model(cfg: ModelConfig, n_classes: int) -> nn.Module:
-    """A fresh model of ``cfg``'s kind."""
-    return kind_of(cfg).module(cfg, n_classes)
+def build_model(cfg: ModelConfig, n_classes: int, drop_path: float = 0.0) -> nn.Module:
+    """A fresh model of ``cfg``'s kind; ``drop_path``: stochastic depth in training (train.drop_path)."""
+    return kind_of(cfg).module(cfg, n_classes, drop_path=drop_path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -27,14 +27,17 @@ from birdclef.atomic import atomic_path
 from birdclef.settings import ModelConfig, is_hub_name
 
 
-def create_backbone(backbone: str, pretrained: str | None = None) -> nn.Module:
+def create_backbone(backbone: str, pretrained: str | None = None, drop_path: float = 0.0) -> nn.Module:
     """timm's ``features_only`` backbone on one channel (its last feature map), from scratch or pretrained.
 
     ``pretrained`` is a local timm weights file, or an ``hf-hub:<repo>[@<revision>]`` name that
     timm loads through the Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``).
     Either way timm adapts the first convolution to one input channel (an RGB stem is summed).
+    ``drop_path``: timm's ``drop_path_rate`` (stochastic depth in training; no weights of its own).
     """
     kwargs: dict[str, Any] = {"in_chans": 1, "features_only": True, "out_indices": (-1,)}
+    if drop_path > 0:  # passed only when used: not every timm model takes the argument
+        kwargs["drop_path_rate"] = drop_path
     if not is_hub_name(pretrained):
         if pretrained:
             kwargs |= {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained)}}
@@ -49,10 +52,10 @@ def create_backbone(backbone: str, pretrained: str | None = None) -> nn.Module:
 class BirdModel(nn.Module):
     """Backbone (``in_chans=1``, ``features_only``) plus head: (batch, 1, mels, frames) -> logits."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int) -> None:
+    def __init__(self, cfg: ModelConfig, n_classes: int, drop_path: float = 0.0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = create_backbone(cfg.backbone, cfg.pretrained)
+        self.backbone = create_backbone(cfg.backbone, cfg.pretrained, drop_path)
         channels = self.backbone.feature_info.channels()[-1]
         self.dropout = nn.Dropout(cfg.dropout)
         if cfg.head == "linear":

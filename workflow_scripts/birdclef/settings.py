@@ -390,6 +390,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     soup_epochs: int = 0  # > 0: the model kept is the average of the last soup_epochs epochs' weights
+    drop_path: float = 0.0  # stochastic depth: the rate at which a CNN's residual blocks are skipped in training
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     embedding_distill: EmbeddingDistillConfig = field(default_factory=EmbeddingDistillConfig)
 
@@ -398,6 +399,8 @@ class TrainConfig:
             raise ValueError(f"train.loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0 <= self.soup_epochs <= self.epochs:
             raise ValueError(f"train.soup_epochs must be between 0 and epochs ({self.epochs}), got {self.soup_epochs}")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"train.drop_path must be in [0, 1), got {self.drop_path}")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> TrainConfig:
@@ -432,6 +435,7 @@ class DistillConfig:
     distill_weight: float = 0.25  # share of the teachers' soft prediction in a labelled chunk's target
     temperature: float = 1.0  # above 1 softens the teachers' predictions
     pseudo_share: float = 0.3  # share of each epoch's samples drawn from pseudo-labelled windows
+    drop_path: float | None = None  # the students' stochastic depth, in place of their train.drop_path; None: theirs
 
     def __post_init__(self) -> None:
         if not 0 <= self.distill_weight <= 1:
@@ -440,6 +444,8 @@ class DistillConfig:
             raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
         if not 0 <= self.pseudo_share < 1:
             raise ValueError(f"distill.pseudo_share must be in [0, 1), got {self.pseudo_share}")
+        if self.drop_path is not None and not 0 <= self.drop_path < 1:
+            raise ValueError(f"distill.drop_path must be null or in [0, 1), got {self.drop_path}")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> DistillConfig:
@@ -594,6 +600,13 @@ class Plan:
     @property
     def rounds(self) -> int:
         return len(self.student_stages)
+
+    def student_train(self, name: str) -> dict:
+        """A student's train settings: the model's, with ``distill.drop_path`` in place of its own when set."""
+        train = self.models[name].train.to_dict()
+        if self.distill.drop_path is not None:
+            train["drop_path"] = self.distill.drop_path
+        return train
 
     @property
     def trained_models(self) -> list[str]:

@@ -221,7 +221,7 @@ def train_fold(
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg, len(ds.classes))
+    model = build_model(model_cfg, len(ds.classes), drop_path=cfg.drop_path)
     model = kind.to_device(model, dev)
     pretrained = describe_pretrained(model_cfg.pretrained)  # the weights it starts from: hub commit, or file sha256
     distill_weight = cfg.embedding_distill.weight
