@@ -17,6 +17,7 @@ rule fetch_wheels:
     params:
         inputs=BUNDLE_INPUTS,
         python_version=config["bundle"]["python_version"],
+        versions=installed_versions(["openvino", "ai-edge-litert"]),
     script:
         "../workflow_scripts/fetch_wheels.py"
 

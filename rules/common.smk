@@ -379,6 +379,19 @@ def export_eval_embeddings(wildcards) -> list[str]:
 BUNDLE_INPUTS = sorted({MODELS[layout.parse_member(m)[1]].input for m in PLAN.ensemble_members})
 
 
+def installed_versions(names: list[str]) -> dict[str, str | None]:
+    """The versions installed here (None: not installed): the bundle's wheels follow them, so an upgrade refetches."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def bundle_timing_inputs(wildcards) -> list[str]:
     """The unlabelled soundscapes the bundle is timed on (the demo's folder stands for its files)."""
     n = config["bundle"]["timing_soundscapes"]
