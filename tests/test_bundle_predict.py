@@ -284,3 +284,14 @@ def test_the_constants_predict_py_repeats_agree_with_the_workflows():
 
     assert bp.BIRDNET_SEGMENT == birdnet.SEGMENT and bp.BIRDNET_RATE == birdnet.SAMPLE_RATE
     assert bp.BLEND_SPACES == settings.BLEND_SPACES
+
+
+def test_predict_py_lists_a_test_folder_as_the_workflow_does(tmp_path):
+    from birdclef.layout import list_audio_files
+
+    for name in ("b.ogg", "a.OGG", "notes.txt", ".hidden.ogg", "sub/c.ogg", ".cache/d.ogg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert bp.list_audio(tmp_path) == [tmp_path / n for n in list_audio_files(tmp_path)]
+    assert [p.name for p in bp.list_audio(tmp_path)] == ["a.OGG", "b.ogg", "notes.txt", "c.ogg"]
+    assert bp.list_audio(tmp_path / "absent") == []

@@ -50,7 +50,6 @@ from scipy.stats import rankdata
 log = logging.getLogger("predict")
 
 FORMAT_VERSION = 1
-AUDIO_SUFFIXES = (".ogg", ".flac", ".wav", ".mp3")
 PROGRESS_EVERY = 50  # files between progress lines
 
 # --- Audio and windows ---------------------------------------------------------------
@@ -813,11 +812,17 @@ def predict_files(
 
 
 def list_audio(test_dir: str | Path) -> list[Path]:
-    """The audio files of a folder, sorted by name (none when it does not exist)."""
+    """Every file under a folder, hidden ones left out, sorted (none when it does not exist).
+
+    The workflow lists a test folder the same way (``layout.list_audio_files``), so that
+    predict.py and the infer rule see the same files: one that is not audio is set aside
+    with its reason and its rows get the prior, rather than being skipped here only.
+    """
     folder = Path(test_dir)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    names = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    return [folder / n for n in sorted(n.as_posix() for n in names if not any(q.startswith(".") for q in n.parts))]
 
 
 class Predictor:
