@@ -194,10 +194,6 @@ round_of = layout.round_of
 # students are the stage "student" (n = 1) or "student<n>", each with its own files.
 ROUNDS = PLAN.rounds
 STUDENT_STAGES = PLAN.student_stages
-# What one round's labels depend on: adding a round must not redo the rounds before it.
-PSEUDO_ROUND_SETTINGS = {
-    k: v for k, v in config["pseudo_label"].items() if k not in ("rounds", "teachers", "teacher_weights")
-}
 round_teachers = PLAN.round_teachers
 round_teacher_weights = PLAN.round_teacher_weights
 stage_models = PLAN.stage_models
@@ -205,6 +201,12 @@ stage_models = PLAN.stage_models
 
 def round_teacher_outputs(round_: int, name: str) -> list[str]:
     return fold_outputs(*round_teachers(round_), name)
+
+
+def out_of_fold_teachers(wildcards) -> list[str]:
+    """Round n's teachers that trained on soundscape windows: each labels only its own fold's held-out soundscapes."""
+    stage, names = round_teachers(int(wildcards.round))
+    return [name for name in names if PLAN.trains_on_soundscapes(stage, name)]
 
 
 def pseudo_teacher_models(wildcards) -> list[str]:

@@ -1,6 +1,7 @@
 # Stage 7: soft labels for the unlabelled soundscapes, from the teachers and BirdNET (its
 # logits, cached with its embeddings); one job per round (round n's students are round
-# n+1's teachers).
+# n+1's teachers), reading round n's own settings (pseudo_label.per_round). A teacher that
+# trained on soundscape windows labels each soundscape fold with the fold model that held it out.
 
 
 rule pseudo_label:
@@ -28,10 +29,12 @@ rule pseudo_label:
         runtime=120,
         gpu=1,  # asked of a cluster; a local run uses CUDA when present, else the CPU
     params:
-        pseudo=PSEUDO_ROUND_SETTINGS,
+        pseudo=lambda w: PLAN.pseudo_params(int(w.round)),
         teachers=lambda w: round_teachers(int(w.round))[1],
         teacher_stage=lambda w: round_teachers(int(w.round))[0],
         teacher_weights=lambda w: round_teacher_weights(int(w.round)),
+        out_of_fold=out_of_fold_teachers,
+        n_folds=len(PLAN.folds),
         birdnet=config["birdnet"],
         mel=config["mel"],
     script:

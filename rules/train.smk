@@ -103,7 +103,7 @@ rule train_student:
         model=model_settings,
         train=student_train_config,
         mel=config["mel"],
-        distill=config["distill"],
+        distill=lambda w: PLAN.student_distill(round_of(w.stage)),
         teacher_weights=lambda w: round_teacher_weights(round_of(w.stage)),
     script:
         "../workflow_scripts/train_model.py"

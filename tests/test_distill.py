@@ -4,8 +4,17 @@ import pytest
 import torch
 
 from birdclef.dataset import MelShardDataset
-from birdclef.distill import DistilledChunks, PseudoWindows, soften, teacher_soft_targets
-from birdclef.settings import DistillConfig
+from birdclef.distill import (
+    DistilledChunks,
+    PseudoWindows,
+    SoundscapeMixup,
+    SoundscapeWindows,
+    mixup_pairs,
+    soften,
+    teacher_soft_targets,
+)
+from birdclef.folds import soundscape_fold
+from birdclef.settings import DistillConfig, SoundscapeMixupConfig
 
 from conftest import SHARD_CLASSES as CLASSES
 from conftest import SHARD_MEL as MEL
@@ -60,3 +69,67 @@ def test_teacher_soft_targets_blend_each_chunk_by_teacher_weight():
     )
     assert soft["id"].tolist() == ["x", "y"] and list(soft.columns) == ["id", "offset_s", "a", "b"]
     assert soft["a"].tolist() == pytest.approx([(0.2 + 3 * 0.6) / 4, (0.4 + 3 * 1.0) / 4])
+
+
+class Samples(torch.utils.data.Dataset):
+    """Fixed samples (x, y, w[, e]) for the MixUp tests."""
+
+    def __init__(self, *columns):
+        self.columns = columns
+
+    def __len__(self):
+        return len(self.columns[0])
+
+    def __getitem__(self, i):
+        return tuple(c[i] for c in self.columns)
+
+
+@pytest.mark.parametrize("rule", ["mix", "max"])
+def test_soundscape_mixup_blends_a_chunk_with_a_window_to_the_documented_target(rule):
+    chunks = Samples(
+        torch.ones(2, 1, 2, 3),
+        torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]]),
+        torch.tensor([0.5, 1.0]),
+        torch.tensor([[1.0, 0.0], [float("nan"), 0.0]]),
+    )
+    windows = Samples(
+        torch.zeros(1, 1, 2, 3), torch.tensor([[0.2, 0.6, 0.9]]), torch.tensor([1.0]), torch.tensor([[0.0, 1.0]])
+    )
+    mixed = SoundscapeMixup(chunks, windows, [(0, 0, 0.75), (1, -1, 1.0)], rule)
+    x, y, w, e = mixed[0]
+    torch.testing.assert_close(x, torch.full((1, 2, 3), 0.75))  # 0.75 * chunk + 0.25 * window
+    expected = [0.8, 0.15, 0.6] if rule == "mix" else [1.0, 0.6, 0.9]  # mix: 0.75 * y + 0.25 * y2; max: the larger
+    torch.testing.assert_close(y, torch.tensor(expected))
+    assert w == 0.5  # the chunk's weight, not the window's
+    torch.testing.assert_close(e, torch.tensor([0.75, 0.25]))  # the same blend of the two embeddings
+    x, y, w, e = mixed[1]  # not chosen: the chunk as it is
+    torch.testing.assert_close(y, torch.tensor([0.0, 1.0, 0.0]))
+    assert torch.isnan(e[0])
+
+
+def test_mixup_pairs_blend_only_labelled_samples_with_probability_p():
+    g = torch.Generator().manual_seed(0)
+    picks = list(range(20))  # 0..9 labelled chunks, 10..19 windows drawn by the old sampling
+    none = mixup_pairs(picks, 10, 5, SoundscapeMixupConfig(p=0.0), g)
+    assert none == [(i, -1, 1.0) for i in picks]
+    every = mixup_pairs(picks, 10, 5, SoundscapeMixupConfig(p=1.0, alpha=2.0), g)
+    assert [i for i, _, _ in every] == picks
+    assert all(0 <= j < 5 and 0 < lam < 1 for _, j, lam in every[:10])
+    assert all(j == -1 for _, j, _ in every[10:])
+    half = mixup_pairs(list(range(2000)), 2000, 5, SoundscapeMixupConfig(p=0.5), g)
+    assert 0.45 < np.mean([j >= 0 for _, j, _ in half]) < 0.55
+    again = mixup_pairs(picks, 10, 5, SoundscapeMixupConfig(p=1.0, alpha=2.0), torch.Generator().manual_seed(0))
+    assert again == mixup_pairs(picks, 10, 5, SoundscapeMixupConfig(p=1.0, alpha=2.0), torch.Generator().manual_seed(0))
+
+
+def test_every_window_outside_the_fold_is_eligible_with_floored_soft_labels(soundscape_shard):
+    ds = MelShardDataset([soundscape_shard], MEL)
+    folds = soundscape_fold(ds.rows["id"], 2)
+    assert set(folds) == {0, 1}, "the tiny demo's two soundscapes should fall in both folds"
+    labels = ds.rows[["row_id"]].assign(keep=False, **{c: 0.04 for c in CLASSES}).assign(a=0.3)
+    labels.loc[labels.index[0], "keep"] = True
+    pool = PseudoWindows(ds, labels, folds != 0, kept_only=False, floor=0.05)
+    assert len(pool) == (folds != 0).sum() and (folds[pool.rows] == 1).all()  # kept or not, but none of fold 0
+    np.testing.assert_allclose(pool.targets, np.tile([0.3, 0.0, 0.0], (len(pool), 1)))  # 0.04 < floor: zeroed
+    windows = SoundscapeWindows(ds, labels, folds != 1, floor=0.05)
+    assert (folds[windows.rows] == 0).all() and len(windows) == (folds == 0).sum()

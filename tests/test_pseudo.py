@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from birdclef.embeddings import Embeddings
+from birdclef.folds import soundscape_fold
 from birdclef.predict import predict_shards
 from birdclef.pseudo import birdnet_window_probs, blend, keep_windows, pseudo_labels, sharpen
 
@@ -81,3 +82,27 @@ def test_pseudo_labels_blend_teachers_and_birdnet_over_every_window(soundscape_s
     expected_a0 = (pa["a"].iat[0] + 3 * pb["a"].iat[0] + 4 * 0.9) / 8
     assert labels["a"].iat[0] == pytest.approx(expected_a0, rel=1e-5)
     assert labels["keep"].tolist() == (labels[["a", "b", "c"]].max(axis=1) >= 0.5).tolist()
+
+
+def test_a_teacher_that_trained_on_soundscapes_labels_each_window_only_with_the_fold_that_held_it_out(
+    soundscape_shard, tmp_path
+):
+    models = []
+    for k in range(2):  # a student's two folds: fold k trained on every soundscape fold but k
+        (tmp_path / f"models/student/s/fold{k}").mkdir(parents=True)
+        models.append(saved_model(tmp_path / f"models/student/s/fold{k}/model.pt", 10 + k))
+    windows = pd.read_parquet(soundscape_shard, columns=["id"])
+    folds = soundscape_fold(windows["id"], 2)
+    assert set(folds) == {0, 1}
+    oof = pseudo_labels(
+        {"s": models}, {}, [soundscape_shard], SHARD_MEL, min_max_prob=0.5, n_folds=2, out_of_fold={"s"}
+    )
+    assert oof["fold"].tolist() == folds.tolist()
+    by_fold = [predict_shards([m], [soundscape_shard], SHARD_MEL) for m in models]
+    classes = ["a", "b", "c"]
+    for k in (0, 1):
+        rows = folds == k
+        np.testing.assert_allclose(oof.loc[rows, classes], by_fold[k].loc[rows, classes], rtol=1e-6)
+        assert not np.allclose(oof.loc[rows, classes], by_fold[1 - k].loc[rows, classes])  # never the other fold
+    mean = pseudo_labels({"s": models}, {}, [soundscape_shard], SHARD_MEL, n_folds=2)  # a teacher that never saw them
+    np.testing.assert_allclose(mean[classes], predict_shards(models, [soundscape_shard], SHARD_MEL)[classes], rtol=1e-6)

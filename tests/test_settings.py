@@ -32,6 +32,7 @@ SECTIONS = {
     settings.EmbeddingDistillConfig: ["train", "embedding_distill"],
     settings.EmbeddingConfig: ["embeddings"],
     settings.DistillConfig: ["distill"],
+    settings.SoundscapeMixupConfig: ["distill", "soundscape_mixup"],
     settings.EnsembleConfig: ["ensemble"],
     settings.PostprocessConfig: ["postprocess"],
     settings.ModelConfig: ["models", "*"],
@@ -43,7 +44,9 @@ ONLY_IN_SCHEMA = {
     "ensemble": {"members"},
     "models.*": {"train", "embedding_distill"},
     "train": {"augment", "embedding_distill"},
+    "distill": {"soundscape_mixup"},
 }
+NESTED = {"augment", "embedding_distill", "soundscape_mixup"}  # sections of their own, checked on their own
 
 
 def schema_node(path: list[str]) -> dict:
@@ -62,12 +65,17 @@ def test_dataclass_defaults_are_the_schema_defaults(cls):
     path = SECTIONS[cls]
     props = schema_node(path)["properties"]
     fields = {f.name for f in dataclasses.fields(cls)} - {name for c, name in NOT_IN_SCHEMA if c is cls}
-    assert fields - {"augment", "embedding_distill"} == set(props) - ONLY_IN_SCHEMA.get(".".join(path), set())
+    assert fields - NESTED == set(props) - ONLY_IN_SCHEMA.get(".".join(path), set())
     for f in dataclasses.fields(cls):
-        if f.name not in props or f.name in ("augment", "embedding_distill") or "default" not in props[f.name]:
+        if f.name not in props or f.name in NESTED or "default" not in props[f.name]:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         assert plain(default) == props[f.name]["default"], f"{cls.__name__}.{f.name}: dataclass {default!r}"
+
+
+def test_a_round_entry_takes_exactly_the_round_settings():
+    items = SCHEMA["properties"]["pseudo_label"]["properties"]["per_round"]["items"]
+    assert {f.name for f in dataclasses.fields(settings.RoundSettings)} == set(items["properties"])
 
 
 def test_every_model_entry_key_but_the_backbone_and_head_has_a_schema_default():
@@ -186,6 +194,12 @@ BAD_CONFIGS = [
     ("validation:\n  build: {soundscape_seconds: 62}\n", "soundscape_seconds"),
     ("train:\n  drop_path: 1.0\n", "drop_path"),
     ("distill:\n  drop_path: -0.1\n", "drop_path"),
+    ("distill:\n  soundscape_mixup: {p: 1.5}\n", "p"),
+    ("distill:\n  soundscape_mixup: {label_rule: sum}\n", "label_rule"),
+    ("distill:\n  soundscape_mixup: {alpa: 1.0}\n", "alpa"),
+    ("pseudo_label:\n  rounds: 2\n  per_round: [{power: 1.0}, {power: 1.5}, {power: 2.0}]\n", "pseudo_label.per_round"),
+    ("pseudo_label:\n  rounds: 2\n  per_round: [{}, {powr: 1.5}]\n", "powr"),
+    ("pseudo_label:\n  per_round: [{power: 0}]\n", "power"),
 ]
 
 
@@ -198,3 +212,26 @@ def test_a_bad_config_is_refused_naming_the_key(text, key):
     assert key in str(err.value)
     if not isinstance(err.value, ConfigError):
         assert "validating" in str(err.value).lower() or type(err.value).__name__ == "ValidationError"
+
+
+def test_each_round_takes_its_own_settings_over_the_sections():
+    plan = resolve(
+        patched(
+            "pseudo_label:\n  rounds: 3\n  power: 1.2\n  per_round: [{mixup_p: 1.0}, {power: 1.54, floor: 0.05}]\n"
+            "distill:\n  soundscape_mixup: {p: 0.5, alpha: 2.0}\n"
+        )
+    )
+    assert [r.power for r in plan.round_settings] == [1.2, 1.54, 1.2]  # round 3: past the list, the section's
+    assert [r.mixup_p for r in plan.round_settings] == [1.0, 0.5, 0.5]
+    assert plan.pseudo_params(2) == {"birdnet_weight": 1.0, "power": 1.54, "min_max_prob": 0.5}
+    assert plan.student_distill(1)["soundscape_mixup"] == {"p": 1.0, "alpha": 2.0, "label_rule": "max", "floor": 0.0}
+    assert plan.student_distill(2)["soundscape_mixup"] == {"p": 0.5, "alpha": 2.0, "label_rule": "max", "floor": 0.05}
+
+
+def test_students_and_embedding_distilled_teachers_label_out_of_fold():
+    plan = resolve(patched("pseudo_label:\n  rounds: 2\n"))
+    assert plan.trains_on_soundscapes("student", "mobilenet_student")
+    assert not plan.trains_on_soundscapes("teacher", "mobilenet_conv")
+    assert not plan.trains_on_soundscapes("teacher", "birdnet_mlp")
+    emb = resolve(patched("models:\n  e: {backbone: regnety_002, embedding_distill: {weight: 1.0}}\nteachers: [e]\n"))
+    assert emb.trains_on_soundscapes("teacher", "e")

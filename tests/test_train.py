@@ -4,14 +4,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from birdclef.dataset import MelShardDataset
+from birdclef.folds import soundscape_fold
 from birdclef.kinds import load_model
 from birdclef.mel_shards import build_soundscape_shard, write_shard
-from birdclef.settings import ChunkConfig, DistillConfig, ModelConfig, TrainConfig
+from birdclef.settings import ChunkConfig, DistillConfig, ModelConfig, SoundscapeMixupConfig, TrainConfig
 from birdclef.train import StudentData, train_fold
 
 from conftest import REPO, build_train_cache
@@ -117,10 +119,28 @@ def test_a_student_trains_on_soft_targets_and_pseudo_windows(cache, tiny_demo, t
     cfg = TrainConfig.from_dict(FAST)
     with caplog.at_level("INFO"):
         metrics = train_fold([shard], folds, 0, MODEL, cfg, mel, tmp_path / "s", student=student)
-    assert "pseudo-labelled windows kept" in caplog.text
+    assert "kept, " in caplog.text and "soundscape MixUp" not in caplog.text
     assert (tmp_path / "s" / "model.pt").is_file() and metrics["best_epoch"] in (1, 2)
     n_clips = folds["fold"].ne(0).sum()
     assert metrics["n_train_clips"] == n_clips
+    outside = (soundscape_fold(pd.read_parquet(tmp_path / "ss.parquet", columns=["id"])["id"], 2) != 0).sum()
+    assert f"{outside} of {len(labels)} soundscape windows outside soundscape fold 0" in caplog.text
+    mixup = DistillConfig(distill_weight=0.5, pseudo_share=0.0, soundscape_mixup=SoundscapeMixupConfig(p=1.0))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        train_fold(
+            [shard],
+            folds,
+            0,
+            MODEL,
+            cfg,
+            mel,
+            tmp_path / "m",
+            student=StudentData(mixup, soft, [tmp_path / "ss.parquet"], labels),
+        )
+    assert f"over {outside} windows" in caplog.text and "0 drawn per epoch" in caplog.text
+    history = pd.read_csv(tmp_path / "m" / "history.csv")
+    assert np.isfinite(history["train_loss"]).all()
 
 
 def test_a_checkpoint_soup_keeps_the_average_of_the_last_epochs(cache, tmp_path):

@@ -284,9 +284,19 @@ def test_a_second_round_of_pseudo_labels_reuses_the_first(demo_run, tmp_path):
     run_snakemake(work, target, "--cores", "2", *args)
     labels = pd.read_parquet(work / "results/pseudo/round2/labels.parquet")
     assert set(labels["teachers"]) == {"tiny:1,birdnet:1"}  # round 1's student tiny, as the teacher
+    log = (work / "results/logs/pseudo_label/round2.log").read_text()
+    assert "teacher tiny (2 models, weight 1, each soundscape fold by its own fold's model)" in log
+    assert set(labels["fold"]) == {0, 1}
     summary = json.loads((work / "results/models/student2/tiny/summary.json").read_text())
     assert summary["stage"] == "student2"
     assert (work / "results/pseudo/round1/labels.parquet").stat().st_mtime_ns == round1
+    # Round n's settings rerun rounds n and later only.
+    (work / "round2.yaml").write_text(yaml.safe_dump({"pseudo_label": {"rounds": 2, "per_round": [{}, {"power": 2}]}}))
+    later = {"pseudo_label": 1, "train_student": 2, "training_summary": 1}
+    assert planned_jobs(work, target, "--configfile", "tiny.yaml", "round2.yaml") == later
+    (work / "round1.yaml").write_text(yaml.safe_dump({"pseudo_label": {"rounds": 2, "per_round": [{"mixup_p": 1.0}]}}))
+    both = {"train_student": 4, "pseudo_label": 1, "training_summary": 2}  # round 1's students, then all of round 2
+    assert planned_jobs(work, target, "--configfile", "tiny.yaml", "round1.yaml") == both
 
 
 @pytest.mark.slow
@@ -377,6 +387,7 @@ def test_second_run_has_nothing_to_do(demo_run):
         ({"pseudo_label": {"min_max_prob": 0.3}}, {*TEACHERS - {"train_teacher"}, "all"}),
         ({"distill": {"temperature": 2.0}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
         ({"distill": {"drop_path": 0.15}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
+        ({"distill": {"soundscape_mixup": {"p": 0.5}}}, {*TEACHERS - {"train_teacher", "pseudo_label"}, "all"}),
         ({"ensemble": {"method": "equal"}}, {"fit_ensemble", "export_summary", "bundle", "infer", "score", "all"}),
         ({"export": {"tolerance": 0.01}}, {"export_int8", "export_summary", "bundle", "infer", "score", "all"}),
         ({"postprocess": {"file_max_weight": 0.5}}, {"bundle", "infer", "score", "all"}),

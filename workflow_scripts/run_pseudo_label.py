@@ -41,6 +41,8 @@ def main(smk) -> None:
         power=cfg["power"],
         min_max_prob=cfg["min_max_prob"],
         embedding_paths=list(smk.input.embeddings),
+        n_folds=smk.params.n_folds,
+        out_of_fold=smk.params.out_of_fold,
     )
     write_parquet(labels, smk.output.labels, metadata={"birdclef.pseudo_label": json.dumps(cfg)})
     log.info("%d of %d windows kept; sources %s", labels["keep"].sum(), len(labels), labels["teachers"].iat[0])

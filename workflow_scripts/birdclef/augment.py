@@ -25,8 +25,17 @@ def _rand(n: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=g)
 
 
+def mix_labels(y: torch.Tensor, y2: torch.Tensor, lam: torch.Tensor | float, rule: str) -> torch.Tensor:
+    """The target of a blend ``lam * a + (1 - lam) * b`` whose parts have targets ``y`` and ``y2``.
+
+    "max": every call present keeps full weight; "mix": the targets blend as the inputs do.
+    ``lam`` broadcasts against ``y`` (a column per sample for a batch).
+    """
+    return torch.maximum(y, y2) if rule == "max" else lam * y + (1 - lam) * y2
+
+
 def _labels(y: torch.Tensor, y2: torch.Tensor, lam: torch.Tensor, rule: str) -> torch.Tensor:
-    return torch.maximum(y, y2) if rule == "max" else lam[:, None] * y + (1 - lam[:, None]) * y2
+    return mix_labels(y, y2, lam[:, None], rule)
 
 
 def _per_sample(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

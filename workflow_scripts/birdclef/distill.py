@@ -5,7 +5,17 @@
   temperature (on the logit: ``sigmoid(logit(p) / T)``). Chunks without a teacher
   prediction keep their hard target.
 - Pseudo-labelled soundscape windows (those ``pseudo_label`` kept): the target is
-  their soft label, and ``pseudo_share`` of each epoch's samples are drawn from them.
+  their soft label, and ``pseudo_share`` of each epoch's samples are drawn from them
+  (the old sampling).
+- Soundscape MixUp (``soundscape_mixup``, the BirdCLEF 2025 winner's self-training):
+  with probability p a labelled chunk is blended with a random pseudo-labelled window,
+  any window the student may see, kept or not: ``lam * chunk + (1 - lam) * window``
+  with ``lam ~ Beta(alpha, alpha)``, the target by the label rule (``augment.mix_labels``),
+  the chunk's sample weight, and, under embedding distillation, the same blend of
+  the two BirdNET embeddings. Soft labels below ``floor`` are zeroed in every window.
+- Out of fold over soundscapes: a student of fold k (and an embedding-distilled
+  teacher of fold k) learns from no window of soundscape fold k
+  (``folds.soundscape_fold``); those are the windows its own predictions may label.
 - ``teacher_soft_targets``: the teachers' out-of-fold predictions, blended. Out of
   fold, so that no chunk's soft target comes from a model that trained on it.
 """
@@ -19,8 +29,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from birdclef.augment import mix_labels
 from birdclef.dataset import MelShardDataset
-from birdclef.settings import DistillConfig
+from birdclef.settings import DistillConfig, SoundscapeMixupConfig
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -51,16 +62,36 @@ class DistilledChunks(Dataset):
         return mel, target, weight
 
 
-class PseudoWindows(Dataset):
-    """The kept pseudo-labelled soundscape windows, each with its soft label as target and weight 1."""
+def floored(targets: np.ndarray, floor: float) -> np.ndarray:
+    """Soft labels with every value below ``floor`` set to 0."""
+    return np.where(targets < floor, 0.0, targets).astype(np.float32) if floor > 0 else targets
 
-    def __init__(self, shards: MelShardDataset, labels: pd.DataFrame) -> None:
+
+class PseudoWindows(Dataset):
+    """Pseudo-labelled soundscape windows, each with its soft label (floored) as target and weight 1.
+
+    ``kept_only``: the windows pseudo_label kept (the old sampling), else every window (soundscape
+    MixUp's pool). ``allowed``: a mask over the shards' rows; only those windows are used.
+    """
+
+    def __init__(
+        self,
+        shards: MelShardDataset,
+        labels: pd.DataFrame,
+        allowed: np.ndarray | None = None,
+        kept_only: bool = True,
+        floor: float = 0.0,
+    ) -> None:
         self.base = shards
         by_row = labels.set_index("row_id")
-        kept = by_row.index[by_row["keep"]]
-        position = pd.Series(np.arange(len(shards)), index=shards.rows["row_id"])
-        self.rows = position.reindex(kept).dropna().astype(int).to_numpy()
-        self.targets = by_row.loc[shards.rows["row_id"].to_numpy()[self.rows], shards.classes].to_numpy(np.float32)
+        chosen = by_row.index[by_row["keep"]] if kept_only else by_row.index
+        row_ids = shards.rows["row_id"]
+        mask = row_ids.isin(chosen).to_numpy()
+        if allowed is not None:
+            mask = mask & np.asarray(allowed, dtype=bool)
+        self.rows = np.flatnonzero(mask)
+        targets = by_row.loc[row_ids.to_numpy()[self.rows], shards.classes].to_numpy(np.float32)
+        self.targets = floored(targets, floor)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,28 +101,38 @@ class PseudoWindows(Dataset):
 
 
 class SoundscapeWindows(Dataset):
-    """Every soundscape window: its pseudo-label (weight 1) where pseudo_label kept it, else no class target (weight 0).
+    """Soundscape windows: a pseudo-label (weight 1) where pseudo_label kept one, else no class target (weight 0).
 
     What a CNN learns BirdNET's embedding on, beside the labelled chunks: with weight 0 only the
-    embedding loss applies to a window.
+    embedding loss applies to a window. ``allowed``: a mask over the shards' rows (the windows
+    outside the model's own soundscape fold); ``self.rows`` are the rows used.
     """
 
-    def __init__(self, shards: MelShardDataset, labels: pd.DataFrame | None = None) -> None:
+    def __init__(
+        self,
+        shards: MelShardDataset,
+        labels: pd.DataFrame | None = None,
+        allowed: np.ndarray | None = None,
+        floor: float = 0.0,
+    ) -> None:
         self.base = shards
-        self.targets = np.zeros((len(shards), len(shards.classes)), np.float32)
-        self.weights = np.zeros(len(shards), np.float32)
+        self.rows = np.flatnonzero(allowed) if allowed is not None else np.arange(len(shards))
+        self.targets = np.zeros((len(self.rows), len(shards.classes)), np.float32)
+        self.weights = np.zeros(len(self.rows), np.float32)
         if labels is not None:
             kept = labels[labels["keep"]].set_index("row_id")
-            rows = np.flatnonzero(shards.rows["row_id"].isin(kept.index).to_numpy())
-            self.targets[rows] = kept.loc[shards.rows["row_id"].to_numpy()[rows], shards.classes].to_numpy(np.float32)
-            self.weights[rows] = 1.0
+            row_ids = shards.rows["row_id"].to_numpy()[self.rows]
+            have = np.flatnonzero(np.isin(row_ids, kept.index))
+            targets = kept.loc[row_ids[have], shards.classes].to_numpy(np.float32)
+            self.targets[have] = floored(targets, floor)
+            self.weights[have] = 1.0
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (
-            self.base.input_tensor(index),
+            self.base.input_tensor(int(self.rows[index])),
             torch.from_numpy(self.targets[index]),
             torch.tensor(float(self.weights[index])),
         )
@@ -111,6 +152,51 @@ class WithEmbeddings(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         return (*self.base[index], torch.from_numpy(self.embeddings[self.rows[index]]))
+
+
+def mixup_pairs(
+    picks: Sequence[int], n_labelled: int, n_windows: int, cfg: SoundscapeMixupConfig, g: torch.Generator
+) -> list[tuple[int, int, float]]:
+    """Soundscape MixUp's plan for one epoch: (sample, window or -1, the sample's share lam) per pick, in order.
+
+    Only labelled samples (``pick < n_labelled``) are blended, each with probability ``cfg.p``, with a
+    window drawn uniformly from the ``n_windows`` of the pool. Drawn from ``g``, so a resumed run repeats it.
+    """
+    picks = list(picks)
+    if cfg.p == 0 or n_windows == 0 or not picks:
+        return [(i, -1, 1.0) for i in picks]
+    chosen = torch.rand(len(picks), generator=g) < cfg.p
+    partner = torch.randint(n_windows, (len(picks),), generator=g)
+    # torch's Beta sampler takes no generator; a numpy one seeded from ``g`` keeps runs repeatable
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+    lam = rng.beta(cfg.alpha, cfg.alpha, len(picks))
+    return [
+        (i, int(j), float(a)) if bool(c) and i < n_labelled else (i, -1, 1.0)
+        for i, c, j, a in zip(picks, chosen, partner, lam, strict=True)
+    ]
+
+
+class SoundscapeMixup(Dataset):
+    """An epoch's samples with soundscape MixUp applied: ``samples[i]`` blended with ``windows[j]`` by its lam.
+
+    ``pairs``: from ``mixup_pairs``. A blended sample keeps the chunk's weight; its input, and its
+    embedding target when the samples carry one (a NaN target stays NaN), blend by lam.
+    """
+
+    def __init__(self, samples: Dataset, windows: Dataset, pairs: Sequence[tuple[int, int, float]], rule: str) -> None:
+        self.samples, self.windows, self.pairs, self.rule = samples, windows, list(pairs), rule
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        i, j, lam = self.pairs[index]
+        x, y, w, *e = self.samples[i]
+        if j < 0:
+            return (x, y, w, *e)
+        x2, y2, _, *e2 = self.windows[j]
+        mixed = (lam * x + (1 - lam) * x2, mix_labels(y, y2, lam, self.rule), w)
+        return (*mixed, *(lam * a + (1 - lam) * b for a, b in zip(e, e2, strict=True)))
 
 
 def teacher_soft_targets(oof: Mapping[str, Sequence[pd.DataFrame]], weights: Mapping[str, float]) -> pd.DataFrame:

