@@ -437,7 +437,7 @@ def final_outputs() -> list[str]:
         *expand("results/pseudo/round{round}/pseudo_labels.png", round=range(1, ROUNDS + 1)),
         *expand("results/models/{stage}/{model}/training.png", stage=STUDENT_STAGES, model=PLAN.students),
         *([f"{BUILT_VALIDATION_DIR}/example.png"] if BUILD_VALIDATION else []),
-        *(["results/scores/models.png"] if HAS_VALIDATION else []),
+        *(["results/scores/models.png", "results/scores/rounds.png"] if HAS_VALIDATION else []),
         *(["results/scores/embedding_members_vs_zero_shot.png"] if ZERO_SHOT_OUTPUTS and EMBEDDING_MEMBERS else []),
         "results/ensemble/weights.json",
         "results/ensemble/per_class.png",

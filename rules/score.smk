@@ -107,3 +107,31 @@ rule plot_zero_shot:
         members=EMBEDDING_MEMBERS,
     script:
         "../workflow_scripts/plot_zero_shot.py"
+
+
+# Self-training round by round: each model's score per round on the validation windows,
+# and each round's pseudo-label confidence.
+
+
+rule plot_rounds:
+    input:
+        scores="results/scores/models.csv",
+        labels=expand("results/pseudo/round{round}/labels.parquet", round=range(1, ROUNDS + 1)),
+    output:
+        report(
+            "results/scores/rounds.png",
+            caption="../report/rounds.rst",
+            category="Scores",
+        ),
+    log:
+        "results/logs/plot_rounds.log",
+    benchmark:
+        "results/benchmarks/plot_rounds.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/plot_rounds.py"

@@ -32,3 +32,19 @@ def test_dag_scale_self_check_plans_every_stage(tmp_path):
     planned = set().union(*jobs.values())
     assert {"train_teacher", "train_student", "export_int8", "infer"} <= planned
     assert all(float(r["median_s"]) > 0 for r in rows)
+
+
+def test_the_full_birdclef_recipe_dry_runs_on_a_kaggle_sized_layout(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from dag_scale import lay_out
+
+    from conftest import planned_jobs
+
+    lay_out(tmp_path, 0.003, {"data_dir": "data"})  # 84 training files in 206 class folders, 30 soundscapes
+    jobs = planned_jobs(tmp_path, "--configfile", str(REPO / "configs" / "birdclef.yaml"), "bench.yaml")
+    assert jobs["pretrained_weights"] == 3  # the three hub-weight CNNs, fetched before training
+    assert jobs["train_teacher"] == 4 * 5  # teachers x folds
+    assert jobs["pseudo_label"] == 4 and jobs["train_student"] == 2 * 5 * 4  # students x folds x rounds
+    assert {"build_validation", "embed_shard", "fit_ensemble", "bundle", "infer"} <= set(jobs)

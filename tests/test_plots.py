@@ -9,6 +9,7 @@ from birdclef.plots import (
     plot_model_scores,
     plot_pseudo_labels,
     plot_quality_filter,
+    plot_rounds,
     plot_runtimes,
     plot_training,
 )
@@ -127,6 +128,28 @@ def test_runtimes_figure(tmp_path):
     )
     plot_runtimes(jobs, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == PNG
+
+
+def test_runtimes_figure_with_rounds_and_the_rounds_figure(tmp_path):
+    jobs = pd.DataFrame(
+        {
+            "rule": ["train_teacher", "pseudo_label", "train_student"],
+            "job": ["train_teacher/t/fold0", "pseudo_label/round1", "train_student/student/t/fold0"],
+            "seconds": [300.0, 10.0, 250.0],
+        }
+    )
+    plot_runtimes(jobs, tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:4] == PNG
+    scores = pd.DataFrame(
+        {
+            "stage": ["teacher", "student", "student2", "birdnet"],
+            "model": ["t", "t", "t", "zero_shot"],
+            "macro_roc_auc": [0.7, 0.75, 0.78, 0.6],
+        }
+    )
+    labels = [pd.DataFrame({"max_prob": [0.1, 0.6, 0.9]}), pd.DataFrame({"max_prob": [0.05, 0.5, 0.85]})]
+    plot_rounds(scores, labels, tmp_path / "rounds.png")
+    assert (tmp_path / "rounds.png").read_bytes()[:4] == PNG
 
 
 def test_members_against_zero_shot_figure(tmp_path):

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from birdclef.runtimes import RUNTIME_COLUMNS, per_rule, read_benchmarks
+from birdclef.runtimes import RUNTIME_COLUMNS, per_round, per_rule, read_benchmarks, round_of_job
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -29,3 +29,25 @@ def test_per_rule_sums_jobs_and_keeps_the_slowest_slowest_rule_first():
     table = per_rule(jobs)
     assert table.index.tolist() == ["t", "m"]
     assert table.loc["t"].tolist() == [550.0, 300.0, 2] and table.loc["m"].tolist() == [2.0, 2.0, 1]
+
+
+def test_each_round_sums_its_pseudo_labels_and_its_students():
+    jobs = pd.DataFrame(
+        {
+            "job": [
+                "manifest",
+                "train_teacher/t/fold0",
+                "pseudo_label/round1",
+                "train_student/student/s/fold0",
+                "train_student/student/s/fold1",
+                "pseudo_label/round2",
+                "train_student/student2/s/fold0",
+                "predict_validation/student2/s",
+            ],
+            "seconds": [1.0, 100.0, 5.0, 40.0, 50.0, 6.0, 70.0, 3.0],
+        }
+    ).assign(rule=lambda d: d["job"].str.split("/").str[0])
+    assert round_of_job("train_student/student2/s/fold0") == "round 2" and round_of_job("manifest") is None
+    table = per_round(jobs)
+    assert table.index.tolist() == ["teachers", "round 1", "round 2"]
+    assert table["total"].tolist() == [100.0, 95.0, 76.0] and table["jobs"].tolist() == [1, 3, 2]

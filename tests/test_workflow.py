@@ -36,6 +36,7 @@ TRAINING = {"folds", "train_teacher", "training_summary", "pseudo_label", "train
 TRAINING |= {"predict_validation", "fit_ensemble", "export_int8", "export_summary", "bundle", "infer", "score"}
 TRAINING |= {"runtimes"}
 TRAINING |= {"plot_zero_shot"}  # the heads' per-class scores against BirdNET zero-shot follow score_models
+TRAINING |= {"plot_rounds"}  # so do the scores per round
 # The exports follow the fit_ensemble checkpoint: a dry-run lists them only when it can evaluate that
 # checkpoint's output, which depends on what else reruns; knob tests leave them out unless they are the point.
 PLANNED = TRAINING - {"export_int8"}
@@ -248,6 +249,7 @@ REPORT_FILES = [
     "results/scores/embedding_members_vs_zero_shot.png",
     "results/pseudo/round1/pseudo_labels.png",
     "results/scores/models.png",
+    "results/scores/rounds.png",
     "results/ensemble/ensemble.png",
     "results/ensemble/per_class.png",
     "results/export/summary.png",

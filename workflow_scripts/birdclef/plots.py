@@ -15,7 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from birdclef import layout  # noqa: E402
 from birdclef.atomic import atomic_path  # noqa: E402
+from birdclef.runtimes import per_round as runtimes_per_round  # noqa: E402
 from birdclef.runtimes import per_rule as runtimes_per_rule  # noqa: E402
 
 KEPT, RESCUED, DROPPED = "#2a9d8f", "#e9c46a", "#e76f51"
@@ -242,9 +244,14 @@ def plot_export(quant: dict[str, dict], path: str | Path) -> None:
 
 
 def plot_runtimes(jobs: pd.DataFrame, path: str | Path) -> None:
-    """Wall seconds per rule (columns rule, job, seconds): the sum over its jobs, and its slowest job."""
+    """Wall seconds per rule (columns rule, job, seconds): the sum over its jobs, and its slowest job.
+
+    Beside it, when the run trained any: the teachers' and each pseudo-label round's job seconds.
+    """
     per_rule = runtimes_per_rule(jobs).iloc[::-1]  # the slowest rule at the top
-    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.35 * len(per_rule)), layout="constrained")
+    rounds = runtimes_per_round(jobs)
+    fig = plt.figure(figsize=(14 if len(rounds) else 10, 1.5 + 0.35 * len(per_rule)), layout="constrained")
+    ax, round_ax = fig.subplots(1, 2, width_ratios=[2.5, 1]) if len(rounds) else (fig.subplots(), None)
     y = np.arange(len(per_rule))
     ax.barh(y, per_rule["total"], color="#264653", label="all jobs")
     ax.barh(y, per_rule["slowest"], color=RESCUED, height=0.4, label="slowest job")
@@ -254,6 +261,42 @@ def plot_runtimes(jobs: pd.DataFrame, path: str | Path) -> None:
     ax.set_xscale("log")
     ax.set(xlabel="wall seconds (log scale)", title=f"per-rule runtimes, {jobs['seconds'].sum() / 60:.1f} job-minutes")
     ax.legend(loc="lower right", fontsize="small")
+    if round_ax is not None:
+        labels = list(rounds.index)[::-1]
+        round_ax.barh(labels, rounds["total"].to_numpy()[::-1], color=KEPT)
+        for yy, total in enumerate(rounds["total"].to_numpy()[::-1]):
+            round_ax.text(total, yy, f" {total / 60:.1f} min", va="center", fontsize="small")
+        round_ax.set(xlabel="job seconds", title="teachers, then each round\n(its pseudo_label and students)")
+    _save(fig, path)
+
+
+def plot_rounds(scores: pd.DataFrame, labels: list[pd.DataFrame], path: str | Path) -> None:
+    """Self-training round by round: each model's score per stage, and each round's pseudo-label confidence.
+
+    ``scores``: score_models' table (stage, model, macro_roc_auc); ``labels``: round 1, 2, ...'s pseudo-label tables.
+    """
+    fig = plt.figure(figsize=(13, 4.8), layout="constrained")
+    score_ax, conf_ax = fig.subplots(1, 2)
+    stages = ["teacher", *(layout.student_stage(r) for r in range(1, len(labels) + 1))]
+    trained = scores[scores["stage"].isin(stages)]
+    for model, rows in trained.groupby("model"):
+        rows = rows.set_index("stage").reindex(stages)
+        score_ax.plot(range(len(stages)), rows["macro_roc_auc"], marker="o", label=model)
+    for _, row in scores[~scores["stage"].isin(stages)].iterrows():  # BirdNET zero-shot, say: a level, not a line
+        score_ax.axhline(row["macro_roc_auc"], color="grey", linestyle=":", label=f"{row['stage']} {row['model']}")
+    score_ax.set_xticks(range(len(stages)), ["teachers", *(f"round {r}" for r in range(1, len(labels) + 1))])
+    score_ax.set(ylabel="macro ROC-AUC on the validation windows", title="score per round (one line per model)")
+    score_ax.legend(fontsize="small")
+    bins = np.linspace(0, 1, 41)
+    for r, table in enumerate(labels, start=1):
+        conf_ax.hist(table["max_prob"], bins=bins, histtype="step", linewidth=1.5, label=f"round {r}")
+    conf_ax.set(
+        xlabel="highest class probability of a window (after the round's power)",
+        ylabel="windows",
+        yscale="log",
+        title="pseudo-label confidence per round",
+    )
+    conf_ax.legend(fontsize="small")
     _save(fig, path)
 
 
