@@ -49,13 +49,17 @@ OUTPUT_NAME = "probabilities"
 
 
 class FoldMean(nn.Module):
-    """The fold models of one member: (batch, 1, mels, frames) -> mean sigmoid probability (batch, classes)."""
+    """The fold models of one member: (batch, 1, mels, frames) -> mean sigmoid probability (batch, classes).
 
-    def __init__(self, folds: Sequence[nn.Module]) -> None:
+    ``kind``: their kind (birdclef.kinds), when known: what the IR takes, whether INT8 is tried.
+    """
+
+    def __init__(self, folds: Sequence[nn.Module], kind: Kind | None = None) -> None:
         super().__init__()
         if not folds:
             raise ValueError("a member needs at least one fold model")
         self.folds = nn.ModuleList(folds)
+        self.kind = kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([torch.sigmoid(m(x)) for m in self.folds]).mean(dim=0)
@@ -68,9 +72,10 @@ def load_member(model_paths: Sequence[str | Path]) -> tuple[FoldMean, list[str],
     """
     if not model_paths:
         raise ValueError("no fold checkpoints given")
-    folds, classes, mel_hash = [], None, None
+    folds, classes, mel_hash, kind = [], None, None, None
     for path in model_paths:
         model, payload = load_model(path)
+        kind = kind or checkpoint_kind(payload)
         if payload.get("mel_hash") is None:
             raise ValueError(f"{path}: has no mel_hash, so its IR could not be checked against a mel frontend")
         if classes is None:
@@ -82,14 +87,7 @@ def load_member(model_paths: Sequence[str | Path]) -> tuple[FoldMean, list[str],
                 f"{path}: trained on mels with hash {payload['mel_hash']}, not {mel_hash} as {model_paths[0]}"
             )
         folds.append(model)
-    return FoldMean(folds).eval(), classes, mel_hash
-
-
-def member_kind(model_paths: Sequence[str | Path]) -> Kind:
-    """The kind (birdclef.kinds) of a member's fold checkpoints: what its IR takes, whether INT8 is tried."""
-    if not model_paths:
-        raise ValueError("no fold checkpoints given")
-    return checkpoint_kind(torch.load(model_paths[0], map_location="cpu", weights_only=True))
+    return FoldMean(folds, kind).eval(), classes, mel_hash
 
 
 def _save_ir(model: ov.Model, xml_path: str | Path) -> None:
@@ -298,7 +296,7 @@ def export_member(
         raise RuntimeError(f"the FP32 IR differs from PyTorch by up to {diff:.2e}, more than {max_fp32_diff}")
     scores = {name: _score(score_fn, eval_labels, p) for name, p in probs.items()}
     choice, reason = gate(scores["fp32"], scores["int8"], tolerance)
-    kind = member_kind(model_paths)
+    kind = member.kind
     if not kind.quantize:
         choice = "fp32"
         reason = f"{kind.why_not_int8} (here: INT8 {speeds['int8']:.0f}, FP32 {speeds['fp32']:.0f} windows/s)"
