@@ -1,7 +1,7 @@
 """The self-training ablation: each run's models per round on two halves of the validation soundscapes.
 
     .venv/bin/python benchmarks/pseudo_rounds.py --run old=/path/a --run mixup=/path/b \
-        [--compare mixup:student/regnety_sed old:student/regnety_sed] [--bootstrap 2000]
+        [--compare mixup:student/regnety_sed old:student/regnety_sed] [--bootstrap 2000] [--solution CSV]
 
 Each ``--run NAME=FOLDER`` is a workflow folder (its ``results/``) whose models were scored on
 the same validation soundscapes (given, or built from held-out clips: then each window is
@@ -32,7 +32,7 @@ from machine import cpu_line  # noqa: E402
 
 from birdclef.layout import round_of  # noqa: E402
 from birdclef.metrics import score_against_solution  # noqa: E402
-from birdclef.runtimes import read_benchmarks  # noqa: E402
+from birdclef.runtimes import per_round, read_benchmarks  # noqa: E402
 
 HALVES = ("choose", "report")
 
@@ -59,17 +59,9 @@ def predictions_of(folder: Path) -> dict[str, Path]:
 
 def stage_seconds(folder: Path, stage: str) -> float:
     """Job seconds of a stage: its training jobs, plus its round's pseudo_label job for a student stage."""
-    table = read_benchmarks(
-        sorted((folder / "results" / "benchmarks").rglob("*.tsv")), folder / "results" / "benchmarks"
-    )
-    rule = "train_teacher" if stage == "teacher" else "train_student"
-    jobs = table[(table["rule"] == rule) & table["job"].str.startswith(f"{stage}/" if stage != "teacher" else "")]
-    seconds = float(jobs["s"].sum())
-    if stage != "teacher":
-        seconds += float(
-            table.loc[(table["rule"] == "pseudo_label") & (table["job"] == f"round{round_of(stage)}"), "s"].sum()
-        )
-    return seconds
+    rounds = per_round(read_benchmarks(folder / "results" / "benchmarks"))
+    step = "teachers" if stage == "teacher" else f"round {round_of(stage)}"
+    return float(rounds["total"].get(step, float("nan")))
 
 
 def score(predictions: pd.DataFrame, solution: pd.DataFrame) -> float:
@@ -101,11 +93,15 @@ def main() -> None:
     parser.add_argument("--run", action="append", required=True, help="NAME=FOLDER (the folder holding results/)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="RUN:stage/model twice: A - B, bootstrapped")
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--solution", type=Path, help="given validation labels (default: the first run's built ones)")
     args = parser.parse_args()
     runs = {name: Path(folder) for name, folder in (r.split("=", 1) for r in args.run)}
     first = next(iter(runs.values())) / "results" / "validation"
-    solution = pd.read_csv(first / "validation_solution.csv")
-    soundscapes = pd.read_csv(first / "soundscape_folds.csv")
+    solution = pd.read_csv(args.solution or first / "validation_solution.csv")
+    if args.solution:  # given validation soundscapes: no folds, one half-split over all of them
+        soundscapes = pd.DataFrame({"soundscape": soundscape_of(solution["row_id"]).unique(), "fold": 0})
+    else:
+        soundscapes = pd.read_csv(first / "soundscape_folds.csv")
     half_of = halves(soundscapes)
     half = soundscape_of(solution["row_id"]).map(half_of)
     parts = {h: solution[half.to_numpy() == h].reset_index(drop=True) for h in HALVES}

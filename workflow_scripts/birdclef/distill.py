@@ -90,7 +90,7 @@ class PseudoWindows(Dataset):
         if allowed is not None:
             mask = mask & np.asarray(allowed, dtype=bool)
         self.rows = np.flatnonzero(mask)
-        targets = by_row.loc[row_ids.to_numpy()[self.rows], shards.classes].to_numpy(np.float32)
+        targets = by_row.loc[row_ids.to_numpy()[self.rows], shards.classes].to_numpy(np.float32, copy=True)
         self.targets = floored(targets, floor)
 
     def __len__(self) -> int:
