@@ -224,8 +224,8 @@ def test_each_round_takes_its_own_settings_over_the_sections():
     assert [r.power for r in plan.round_settings] == [1.2, 1.54, 1.2]  # round 3: past the list, the section's
     assert [r.mixup_p for r in plan.round_settings] == [1.0, 0.5, 0.5]
     assert plan.pseudo_params(2) == {"birdnet_weight": 1.0, "power": 1.54, "min_max_prob": 0.5}
-    assert plan.student_distill(1)["soundscape_mixup"] == {"p": 1.0, "alpha": 2.0, "label_rule": "max", "floor": 0.0}
-    assert plan.student_distill(2)["soundscape_mixup"] == {"p": 0.5, "alpha": 2.0, "label_rule": "max", "floor": 0.05}
+    assert plan.student_distill(1)["soundscape_mixup"] == {"p": 1.0, "alpha": 2.0, "label_rule": "mix", "floor": 0.0}
+    assert plan.student_distill(2)["soundscape_mixup"] == {"p": 0.5, "alpha": 2.0, "label_rule": "mix", "floor": 0.05}
 
 
 def test_students_and_embedding_distilled_teachers_label_out_of_fold():

@@ -139,6 +139,7 @@ def test_a_student_trains_on_soft_targets_and_pseudo_windows(cache, tiny_demo, t
             student=StudentData(mixup, soft, [tmp_path / "ss.parquet"], labels),
         )
     assert f"over {outside} windows" in caplog.text and "0 drawn per epoch" in caplog.text
+    assert "soundscape MixUp replaces in-batch mixup" in caplog.text
     history = pd.read_csv(tmp_path / "m" / "history.csv")
     assert np.isfinite(history["train_loss"]).all()
 

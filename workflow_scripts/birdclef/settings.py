@@ -438,7 +438,7 @@ class SoundscapeMixupConfig:
 
     p: float = 0.0  # chance that a labelled chunk is blended with a window; 0: off
     alpha: float = 1.0  # the chunk's share of the blend ~ Beta(alpha, alpha)
-    label_rule: str = "max"  # mix (blend the targets too) or max (each class at the larger of the two)
+    label_rule: str = "mix"  # mix (blend the targets too; beat max on NIPS4B) or max (each class at the larger)
     floor: float = 0.0  # soft labels below this are zeroed
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +273,12 @@ def train_fold(
     n_folds = int(folds["fold"].max()) + 1
     training = _training_set(ds, kind, cfg, mel, len(chunks_of), student, embeddings, fold, n_folds)
     steps_per_epoch = math.ceil((len(chunks_of) + sum(training.draws)) / cfg.batch_size)
+    augment = cfg.augment
+    if training.mix_pool is not None and augment.mixup_p > 0:
+        # soundscape MixUp takes the place of in-batch mixup (the 2025 winner's recipe): a chunk
+        # blended with a window and then with a batch neighbour would hold three or four recordings
+        augment = replace(augment, mixup_p=0.0)
+        log.info("soundscape MixUp replaces in-batch mixup (train.augment.mixup_p %g -> 0)", cfg.augment.mixup_p)
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
@@ -336,7 +342,7 @@ def train_fold(
         model.train()
         losses, emb_losses, seen, train_seconds = [], [], 0, 0.0
         for step, (x, y, w, *target) in enumerate(loader):
-            x, y, w, e = kind.augment(x, y, w, cfg.augment, gen, target[0] if target else None)
+            x, y, w, e = kind.augment(x, y, w, augment, gen, target[0] if target else None)
             x, y, w = kind.to_device(x, dev), y.to(dev), w.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 if projection is None:
