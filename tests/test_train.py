@@ -142,6 +142,12 @@ def test_a_student_trains_on_soft_targets_and_pseudo_windows(cache, tiny_demo, t
     assert "soundscape MixUp replaces in-batch mixup" in caplog.text
     history = pd.read_csv(tmp_path / "m" / "history.csv")
     assert np.isfinite(history["train_loss"]).all()
+    # new pseudo-labels (an upstream rerun) after a killed job: its last.pt is not resumed
+    relabelled = StudentData(mixup, soft, [tmp_path / "ss.parquet"], labels.assign(**{c: 0.2 for c in classes}))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        train_fold([shard], folds, 0, MODEL, cfg, mel, tmp_path / "m", student=relabelled)
+    assert "belongs to another configuration; starting over" in caplog.text
 
 
 def test_a_checkpoint_soup_keeps_the_average_of_the_last_epochs(cache, tmp_path):

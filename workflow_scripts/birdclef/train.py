@@ -86,6 +86,16 @@ def _fingerprint(*parts: dict) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _data_hash(*tables: pd.DataFrame | None) -> str:
+    """A short hash of tables' contents (None counts as empty)."""
+    digest = hashlib.sha1()
+    for table in tables:
+        if table is not None:
+            digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:16]
+
+
 def _draws(n_clips: int, share: float, available: int) -> int:
     """Samples per epoch from an extra set so that they are ``share`` of the epoch beside ``n_clips`` labelled ones."""
     return min(available, round(n_clips * share / (1 - share))) if share > 0 else 0
@@ -293,9 +303,14 @@ def train_fold(
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, warmup))
     gen = torch.Generator().manual_seed(cfg.seed)
+    # What it learns from, by content: a killed job whose inputs changed since (new pseudo-labels, another
+    # fold split, other clips) must start over, not resume on the old ones.
+    data = _data_hash(ds.rows[["id", "offset_s"]], folds[["clip_id", "fold"]])
+    if student is not None:
+        data += _data_hash(student.soft, student.pseudo_labels)
     student_key = {"distill": student.cfg.to_dict(), "draws": training.draws} if student else {}
     fingerprint = _fingerprint(
-        asdict(model_cfg), cfg.to_dict(), {"fold": fold, "mel": mel.hash, "rows": len(ds), **student_key}
+        asdict(model_cfg), cfg.to_dict(), {"fold": fold, "mel": mel.hash, "rows": len(ds), "data": data, **student_key}
     )
     history: list[dict] = []
     best = {"epoch": -1, "val_auc": -math.inf}
