@@ -76,6 +76,7 @@ OVERRIDES = {
     "birdnet": {"n_shards": 32},
     "mel_shards": {"n_train_shards": 32, "n_soundscape_shards": 16},
     "folds": {"n_folds": 5},
+    "pseudo_label": {"rounds": 1, "per_round": []},  # the states lay out one round's outputs
 }
 BASE_CONFIGS = [REPO / "config.yaml", REPO / "configs" / "nips4b.yaml"]
 
