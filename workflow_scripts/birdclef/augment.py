@@ -49,15 +49,22 @@ def _mix_extra(e, lam: torch.Tensor, perm: torch.Tensor, chosen: torch.Tensor):
     return torch.where(chosen[:, None], mixed, e)
 
 
+def beta_draws(alpha: float, n: int, g: torch.Generator) -> np.ndarray:
+    """``n`` draws from Beta(alpha, alpha), repeatable from ``g``.
+
+    torch's Beta sampler takes no generator; a numpy one seeded from ``g`` keeps runs repeatable.
+    """
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+    return rng.beta(alpha, alpha, n)
+
+
 def mixup(x, y, w, cfg: AugmentConfig, g: torch.Generator, e=None):
     """Blend each chosen sample with a random partner; weights take the larger of the two."""
     chosen = _rand(len(x), g) < cfg.mixup_p
     if not chosen.any():
         return x, y, w, e
     perm = torch.randperm(len(x), generator=g)
-    # torch's Beta sampler takes no generator; a numpy one seeded from ``g`` keeps runs repeatable
-    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
-    lam = torch.as_tensor(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, len(x)), dtype=x.dtype)
+    lam = torch.as_tensor(beta_draws(cfg.mixup_alpha, len(x), g), dtype=x.dtype)
     lam = torch.where(chosen, lam, torch.ones_like(lam))
     x = _per_sample(lam, x) * x + (1 - _per_sample(lam, x)) * x[perm]
     y = torch.where(chosen[:, None], _labels(y, y[perm], lam, cfg.label_rule), y)

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from birdclef.augment import mix_labels
+from birdclef.augment import beta_draws, mix_labels
 from birdclef.dataset import MelShardDataset
 from birdclef.settings import DistillConfig, SoundscapeMixupConfig
 
@@ -167,9 +167,7 @@ def mixup_pairs(
         return [(i, -1, 1.0) for i in picks]
     chosen = torch.rand(len(picks), generator=g) < cfg.p
     partner = torch.randint(n_windows, (len(picks),), generator=g)
-    # torch's Beta sampler takes no generator; a numpy one seeded from ``g`` keeps runs repeatable
-    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
-    lam = rng.beta(cfg.alpha, cfg.alpha, len(picks))
+    lam = beta_draws(cfg.alpha, len(picks), g)
     return [
         (i, int(j), float(a)) if bool(c) and i < n_labelled else (i, -1, 1.0)
         for i, c, j, a in zip(picks, chosen, partner, lam, strict=True)
