@@ -191,6 +191,7 @@ BAD_CONFIGS = [
     ("embeddings:\n  segment_starts: [0.0, 2.5]\n", "embeddings.segment_starts"),
     ("embeddings:\n  segment_starts: [1.0, 0.0]\n", "embeddings.segment_starts"),
     ("validation:\n  build: {snr_db: [10.0, -5.0]}\n", "validation.build.snr_db"),
+    ("validation:\n  build: {background_max_confidence: 0}\n", "background_max_confidence"),
     ("validation:\n  build: {soundscape_seconds: 62}\n", "soundscape_seconds"),
     ("train:\n  drop_path: 1.0\n", "drop_path"),
     ("distill:\n  drop_path: -0.1\n", "drop_path"),

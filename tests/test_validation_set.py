@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from birdclef.background_screen import background_windows
 from birdclef.backgrounds import is_background
 from birdclef.mel_shards import load_audio
 from birdclef.plots import plot_built_soundscape
@@ -17,6 +18,7 @@ from birdclef.validation_set import (
     build_validation_set,
     held_out_clips,
     plan_validation,
+    render_background,
     render_soundscape,
     slot_labels,
 )
@@ -67,10 +69,18 @@ def built(tmp_path_factory):
     sf.write(background, noise, SR)
     held_out = held_out_clips(clips, folds)
     out = root / "soundscapes"
-    solution, soundscapes, slots, first = build_validation_set(
-        held_out, CLASSES, [background], CFG, SLOT_S, SR, out, lambda p: load_audio(p, SR)
+    pool = pool_of({str(background): 30.0})
+    solution, soundscapes, slots, under, first = build_validation_set(
+        held_out, CLASSES, pool, CFG, SLOT_S, SR, out, lambda p: load_audio(p, SR)
     )
-    return {"solution": solution, "soundscapes": soundscapes, "slots": slots, "first": first, "dir": out}
+    return {"solution": solution, "soundscapes": soundscapes, "slots": slots, "under": under, "first": first} | {
+        "dir": out
+    }
+
+
+def pool_of(durations: dict[str, float]) -> pd.DataFrame:
+    """Every 5 s window of each background (path -> seconds), as the screen lists them."""
+    return background_windows(durations, SLOT_S).rename(columns={"id": "background", "offset_s": "start_s"})
 
 
 def tones_heard(audio: np.ndarray) -> set[str]:
@@ -143,32 +153,52 @@ def test_the_plan_is_the_seeds_and_counts_slots_by_the_fill_share():
         }
     )
     cfg = ValidationBuildConfig(soundscape_seconds=60, fill_share=0.5, seed=1)
-    slots, soundscapes = plan_validation(held_out, CLASSES, cfg, SLOT_S, [60.0, 90.0], ["bg1", "bg2"])
-    again, _ = plan_validation(held_out, CLASSES, cfg, SLOT_S, [60.0, 90.0], ["bg1", "bg2"])
+    pool = pool_of({"bg1": 60.0, "bg2": 90.0})
+    slots, soundscapes, under = plan_validation(held_out, CLASSES, cfg, SLOT_S, pool)
+    again, _, under_again = plan_validation(held_out, CLASSES, cfg, SLOT_S, pool)
     pd.testing.assert_frame_equal(slots, again)
-    other, _ = plan_validation(held_out, CLASSES, ValidationBuildConfig(fill_share=0.5, seed=2), SLOT_S, [60.0])
+    pd.testing.assert_frame_equal(under, under_again)
+    other, _, _ = plan_validation(held_out, CLASSES, ValidationBuildConfig(fill_share=0.5, seed=2), SLOT_S, pool)
     assert not slots[["soundscape", "slot"]].equals(other[["soundscape", "slot"]])
     # 10 clips a fold, 12 slots a soundscape, half of them filled: 2 soundscapes a fold
     assert soundscapes.groupby("fold").size().tolist() == [2, 2, 2]
-    assert set(soundscapes["background"]) <= {"bg1", "bg2"}
-    assert (soundscapes["background_start_s"] <= 30.0).all()  # inside the 90 s background, 0 for the 60 s one
+    # every slot of every soundscape lies on one window of the pool, drawn from all of it
+    assert under.groupby("soundscape")["slot"].apply(sorted).map(lambda s: s == list(range(12))).all()
+    assert set(under["soundscape"]) == set(soundscapes["soundscape"])
+    windows = set(zip(pool["background"], pool["start_s"], strict=True))
+    drawn = set(zip(under["background"], under["background_start_s"], strict=True))
+    assert drawn <= windows and len(drawn) > len(windows) / 2
+    assert plan_validation(held_out, CLASSES, cfg, SLOT_S, pool.iloc[:0])[2].empty  # no pool: no background slots
     names = zip(soundscapes["soundscape"], soundscapes["fold"], strict=True)
     assert all(re.fullmatch(rf"built_fold{f}_\d{{3}}", s) for s, f in names)
+
+
+SOUNDSCAPE = pd.Series({"soundscape": "s", "fold": 0, "index": 0, "seconds": 10.0, "n_slots": 2})
+
+
+def test_each_slot_lies_on_its_own_background_window_faded_at_its_edges():
+    cfg = ValidationBuildConfig(soundscape_seconds=10, background_gain_db=-6.0)
+    ramp = np.arange(20 * SR, dtype=np.float32) / SR  # sample value = its time in the recording
+    under = pd.DataFrame({"slot": [0, 1], "background": ["r", "r"], "background_start_s": [10.0, 0.0]})
+    out = render_background(SOUNDSCAPE, under, cfg, SR, {"r": ramp}.__getitem__) / 10 ** (-6 / 20)
+    edge = round(0.005 * SR)  # validation_set.FADE_S
+    np.testing.assert_allclose(out[edge : 5 * SR - edge], ramp[10 * SR + edge : 15 * SR - edge], rtol=1e-6)
+    np.testing.assert_allclose(out[5 * SR + edge : 10 * SR - edge], ramp[edge : 5 * SR - edge], rtol=1e-6)
+    assert out[5 * SR - 1] < 1e-3 * ramp[15 * SR - 1]  # faded out, no click at the slot's edge
+    quiet = render_background(SOUNDSCAPE, under.iloc[:0], cfg, SR, {}.__getitem__)
+    assert 0 < np.sqrt(np.mean(quiet**2)) < 0.1 and len(quiet) == 10 * SR  # no window: synthetic noise
 
 
 def test_the_clip_lies_at_the_drawn_snr_over_the_background():
     cfg = ValidationBuildConfig(soundscape_seconds=10, snr_db=(-5.0, 10.0), background_gain_db=-6.0)
     noise = np.random.default_rng(1).standard_normal(10 * SR).astype(np.float32) * 0.05
     audio = {"bg": noise, "clip": tone("b", 2.0)}
-    soundscape = pd.Series(
-        {"soundscape": "s", "fold": 0, "index": 0, "seconds": 10.0, "n_slots": 2, "background": "bg"}
-        | {"background_start_s": 0.0}
-    )
+    under = pd.DataFrame({"slot": [0, 1], "background": ["bg", "bg"], "background_start_s": [0.0, 5.0]})
     slots = pd.DataFrame(
         [{"start_s": 5.0, "clip_start_s": 0.0, "clip_s": 2.0, "place_s": 1.5, "snr_db": 7.0, "path": "clip"}]
     )
-    out, scale = render_soundscape(soundscape, slots, cfg, SR, audio.__getitem__)
-    bg = noise.astype(np.float64) * 10 ** (-6 / 20)
+    out, scale = render_soundscape(SOUNDSCAPE, slots, under, cfg, SR, audio.__getitem__)
+    bg = render_background(SOUNDSCAPE, under, cfg, SR, audio.__getitem__)
     assert scale == 1.0
     np.testing.assert_allclose(out[: 6 * SR], bg[: 6 * SR], atol=1e-7)  # background only, at its gain
     i0, i1 = round(6.5 * SR), round(8.5 * SR)
@@ -184,10 +214,10 @@ def test_without_backgrounds_the_clips_lie_on_quiet_synthetic_noise(tmp_path):
         columns=["clip_id", "path", "primary_label", "secondary_labels", "duration_s", "best_windows", "fold"],
     )
     audio = {"c1": tone("a", 3.0), "c2": tone("b", 3.0)}
-    solution, soundscapes, slots, first = build_validation_set(
-        held_out, CLASSES, [], ValidationBuildConfig(soundscape_seconds=10), SLOT_S, SR, tmp_path / "v", audio.get
+    solution, soundscapes, slots, under, first = build_validation_set(
+        held_out, CLASSES, None, ValidationBuildConfig(soundscape_seconds=10), SLOT_S, SR, tmp_path / "v", audio.get
     )
-    assert set(soundscapes["background"]) == {""} and len(soundscapes) == 2
+    assert under.empty and len(soundscapes) == 2
     assert 0 < np.sqrt(np.mean(first**2)) < 0.1 and len(first) == 10 * SR
     assert solution[CLASSES].sum().tolist() == [1, 1, 0]
 
@@ -262,8 +292,10 @@ def test_without_labelled_soundscapes_the_dag_builds_them_from_a_share_set_aside
     for rule in ("mel_soundscape_shard", "embed_shard"):
         used = {s for line in job_inputs(out, rule) for s in re.findall(r"site_\d{3}", line)}
         assert used == set(SOUNDSCAPES) - aside, rule  # every other soundscape, no background
+    (screen,) = job_inputs(out, "screen_backgrounds")
+    assert set(re.findall(r"site_\d{3}", screen)) == aside  # BirdNET screens the backgrounds, and only them
     (build,) = job_inputs(out, "build_validation")
-    assert set(re.findall(r"site_\d{3}", build)) == aside
+    assert "results/validation/background_windows.csv" in build and not re.findall(r"site_\d{3}", build)
     assert all("results/validation/soundscape_folds.csv" in line for line in job_inputs(out, "predict_validation"))
     for rule in ("score_models", "fit_ensemble"):
         assert all("results/validation/validation_solution.csv" in line for line in job_inputs(out, rule))

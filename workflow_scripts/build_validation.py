@@ -1,12 +1,10 @@
 """Rule build_validation: labelled soundscapes built from each fold's held-out clips, when the data has none."""
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from birdclef.backgrounds import split_backgrounds
-from birdclef.layout import list_audio_files
+from birdclef.background_screen import clean_windows
 from birdclef.logs import run_logged
 from birdclef.mel_shards import load_audio
 from birdclef.plots import plot_built_soundscape
@@ -17,27 +15,27 @@ from birdclef.validation_set import build_validation_set, held_out_clips
 log = logging.getLogger("build_validation")
 
 
-def background_files(inputs: list[str], share: float) -> list[Path]:
-    """The soundscapes set aside as backgrounds among ``inputs`` (files; the demo's folder stands for its files)."""
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        paths += [item / name for name in list_audio_files(item)] if item.is_dir() else [item]
-    return split_backgrounds(paths, share)[1]
-
-
 def main(smk) -> None:
     cfg = ValidationBuildConfig.from_dict(smk.params.build)
     sr, slot_s = smk.params.sample_rate, smk.params.slot_s
     classes = pd.read_csv(smk.input.taxonomy)["primary_label"].astype(str).tolist()
     held_out = held_out_clips(pd.read_parquet(smk.input.clips), pd.read_csv(smk.input.folds))
-    backgrounds = background_files(smk.input.backgrounds, cfg.background_share)
+    screen = pd.read_csv(smk.input.screen, keep_default_na=False)
+    backgrounds = clean_windows(screen, cfg.background_max_confidence)
+    log.info(
+        "%d of %d background windows where BirdNET hears no taxonomy species at %.2f",
+        len(backgrounds),
+        len(screen),
+        cfg.background_max_confidence,
+    )
     log.info("%d held-out clips in %d folds; settings %s", len(held_out), held_out["fold"].nunique(), cfg.to_dict())
-    solution, soundscapes, slots, first = build_validation_set(
+    solution, soundscapes, slots, under, first = build_validation_set(
         held_out, classes, backgrounds, cfg, slot_s, sr, smk.output.soundscapes, lambda path: load_audio(path, sr)
     )
     write_csv(solution, smk.output.solution, index=False)
     write_csv(soundscapes, smk.output.folds, index=False)
     write_csv(slots, smk.output.slots, index=False)
+    write_csv(under, smk.output.backgrounds, index=False)
     log.info(
         "%d soundscapes, %d windows (%d with a clip), %d of %d classes with a positive",
         len(soundscapes),

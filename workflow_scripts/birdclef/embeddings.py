@@ -67,6 +67,13 @@ def species_columns(species_of: Mapping[str, str]) -> list[str]:
     return sorted({s for s in species_of.values() if s})
 
 
+def logit_species(species_of: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
+    """The BirdNET species kept (``species_columns``) and their positions among BirdNET's logits."""
+    species = species_columns(species_of)
+    position = {s: k for k, (s, _) in enumerate(birdnet.birdnet_labels())}
+    return species, np.array([position[s] for s in species], dtype=int)
+
+
 @dataclass(frozen=True)
 class _File:
     id: str
@@ -128,9 +135,7 @@ def build_embedding_shard(
     threads: int = 1,
 ) -> tuple[pa.Table, list[str]]:
     """The embedding rows of one mel shard's rows (id, offset_s, row_id), and the species of its logits."""
-    species = species_columns(species_of)
-    position = {s: k for k, (s, _) in enumerate(birdnet.birdnet_labels())}
-    species_index = np.array([position[s] for s in species], dtype=int)
+    species, species_index = logit_species(species_of)
     emb, logits = embed_windows(mel_rows, path_of, species_index, cfg, chunks, threads)
     table = pa.Table.from_pydict(
         {

@@ -208,6 +208,8 @@ class ValidationBuildConfig:
     fill_share: float = 0.67  # share of slots that hold a clip; the rest are negatives for every class
     snr_db: tuple[float, float] = (-5.0, 10.0)  # clip RMS against the background's over its slot, drawn uniformly
     background_gain_db: float = 0.0  # gain of the backgrounds; sets the files' level, not the SNR
+    # a background window is used only when BirdNET hears no taxonomy species in it at this confidence
+    background_max_confidence: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -218,6 +220,10 @@ class ValidationBuildConfig:
             raise ValueError(f"validation.build.background_share must be in [0, 1), got {self.background_share}")
         if not 0 < self.fill_share <= 1:
             raise ValueError(f"validation.build.fill_share must be in (0, 1], got {self.fill_share}")
+        if not 0 < self.background_max_confidence <= 1:
+            raise ValueError(
+                f"validation.build.background_max_confidence must be in (0, 1], got {self.background_max_confidence}"
+            )
         if not _is_int(self.soundscape_seconds) or self.soundscape_seconds < WINDOW_S:
             raise ValueError(
                 f"validation.build.soundscape_seconds must be an integer >= {WINDOW_S}, got {self.soundscape_seconds!r}"

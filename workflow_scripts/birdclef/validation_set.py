@@ -10,13 +10,16 @@ ensemble and judge INT8 on. This module builds them, fold by fold:
 - a clip longer than a slot is cropped to its best window (the quality filter's
   ``best_windows``, each one slot long); a shorter one is placed at a random offset
   inside its slot; ``fill_share`` of the slots hold a clip, the others only background;
-- the clip is laid on a background recording (set aside from ``train_soundscapes/``
-  by ``birdclef.backgrounds``; synthetic noise when there is none) at an SNR drawn
-  from ``snr_db``: its RMS against the background's over the same samples;
+- each slot lies on a 5 s background window of its own, drawn from the windows of the
+  recordings set aside from ``train_soundscapes/`` (``birdclef.backgrounds``) in
+  which BirdNET hears no taxonomy species (``birdclef.background_screen``);
+  synthetic noise when there is none;
+- the clip is laid on it at an SNR drawn from ``snr_db``: its RMS against the
+  background's over the same samples;
 - a slot's positives are its clip's primary label and its secondary labels that are
   classes of the taxonomy; an empty slot is negative for every class. The labels are
   as weak as the clips': a secondary species may call outside the cropped window, and
-  a background may hold an unlabelled call.
+  a background may hold a call BirdNET did not hear.
 
 Planning (which clip, where, how loud, on what) is separate from rendering, so the
 plan is a table that tests and the log can read.
@@ -46,7 +49,7 @@ MAX_PEAK = 0.99  # a mix that would clip is scaled down whole (the SNRs are kept
 SLOT_COLUMNS = ["soundscape", "fold", "slot", "row_id", "start_s", "end_s", "clip_id", "path", "labels"]
 SLOT_COLUMNS += ["clip_start_s", "clip_s", "place_s", "snr_db"]
 SOUNDSCAPE_COLUMNS = ["soundscape", "fold", "index", "seconds", "n_slots", "n_clips"]
-SOUNDSCAPE_COLUMNS += ["background", "background_start_s"]
+BACKGROUND_COLUMNS = ["soundscape", "slot", "background", "background_start_s"]
 
 
 def soundscape_name(fold: int, index: int) -> str:
@@ -95,37 +98,36 @@ def plan_validation(
     classes: Sequence[str],
     cfg: ValidationBuildConfig,
     slot_s: float,
-    background_seconds: Sequence[float] = (),
-    background_names: Sequence[str] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(slots, soundscapes): where every held-out clip goes, and each built soundscape's fold and background.
+    backgrounds: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(slots, soundscapes, background slots): where every held-out clip goes, and what lies under every slot.
 
     ``held_out``: clip_id, path, primary_label, secondary_labels, duration_s, best_windows,
     fold (``held_out_clips``). Each clip fills exactly one slot; fold k gets the fewest
-    soundscapes with at least ``1 / fill_share`` slots per clip. ``background_seconds``: the
-    length of each background recording (``background_names``: how the table names them);
-    none: synthetic noise. Deterministic in ``cfg.seed``, fold by fold.
+    soundscapes with at least ``1 / fill_share`` slots per clip. ``backgrounds``: the pool of
+    background windows (background, start_s), each a slot long; every slot of every
+    soundscape draws one, with replacement. None or empty: synthetic noise, and no
+    background slots. Deterministic in ``cfg.seed``, fold by fold.
     """
     slots_per = int(cfg.soundscape_seconds // slot_s + 1e-9)
     if slots_per < 1:
         raise ValueError(f"a built soundscape of {cfg.soundscape_seconds} s holds no slot of {slot_s} s")
     seconds = slots_per * slot_s
-    names = list(background_names) if background_names is not None else [str(i) for i in range(len(background_seconds))]
-    slot_rows, soundscape_rows = [], []
+    pool = backgrounds if backgrounds is not None else pd.DataFrame(columns=["background", "start_s"])
+    slot_rows, soundscape_rows, background_rows = [], [], []
     for fold, group in held_out.groupby("fold", sort=True):
         fold = int(fold)
         rng = np.random.default_rng([cfg.seed, fold])
         n_soundscapes = math.ceil(len(group) / (cfg.fill_share * slots_per) - 1e-9)
         positions = rng.choice(n_soundscapes * slots_per, size=len(group), replace=False)
         for index in range(n_soundscapes):
-            background, start = "", 0.0
-            if len(background_seconds):
-                b = int(rng.integers(len(background_seconds)))
-                background = names[b]
-                start = float(rng.uniform(0.0, max(0.0, background_seconds[b] - seconds)))
+            name = soundscape_name(fold, index)
+            if len(pool):
+                drawn = pool.iloc[rng.integers(len(pool), size=slots_per)]
+                for slot, (bg, start) in enumerate(zip(drawn["background"], drawn["start_s"], strict=True)):
+                    background_rows.append([name, slot, str(bg), float(start)])
             n_clips = int(np.sum(positions // slots_per == index))
-            soundscape_rows.append([soundscape_name(fold, index), fold, index, seconds, slots_per, n_clips])
-            soundscape_rows[-1] += [background, start]
+            soundscape_rows.append([name, fold, index, seconds, slots_per, n_clips])
         for position, clip in zip(positions, group.itertuples(index=False), strict=True):
             index, slot = divmod(int(position), slots_per)
             name = soundscape_name(fold, index)
@@ -139,7 +141,7 @@ def plan_validation(
             )
     slots = pd.DataFrame(slot_rows, columns=SLOT_COLUMNS).sort_values(["fold", "soundscape", "slot"])
     soundscapes = pd.DataFrame(soundscape_rows, columns=SOUNDSCAPE_COLUMNS)
-    return slots.reset_index(drop=True), soundscapes
+    return slots.reset_index(drop=True), soundscapes, pd.DataFrame(background_rows, columns=BACKGROUND_COLUMNS)
 
 
 def solution_table(slots: pd.DataFrame, soundscapes: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
@@ -165,28 +167,53 @@ def _fade(piece: np.ndarray, sr: int) -> np.ndarray:
     return out
 
 
-def render_soundscape(
+def render_background(
     soundscape: pd.Series,
-    slots: pd.DataFrame,
+    backgrounds: pd.DataFrame,
     cfg: ValidationBuildConfig,
     sr: int,
     load: Callable[[str], np.ndarray],
+) -> np.ndarray:
+    """The background of one built soundscape (float64 at ``sr``, at ``background_gain_db``).
+
+    ``backgrounds``: its background slots (slot, background, background_start_s); each slot's
+    window is cut from its recording and faded at both ends, so that no click marks a slot's
+    edge. None of them: quiet synthetic noise.
+    """
+    n = round(soundscape["seconds"] * sr)
+    if backgrounds.empty:
+        rng = np.random.default_rng([cfg.seed, int(soundscape["fold"]), int(soundscape["index"]), 1])
+        out = synth.background(rng, n, sr).astype(np.float64) * SYNTHETIC_BACKGROUND_RMS
+    else:
+        out = np.zeros(n, np.float64)
+        slot_n = round(n / soundscape["n_slots"])
+        for row in backgrounds.itertuples(index=False):
+            audio = load(row.background)
+            if len(audio) == 0:
+                raise ValueError(f"background {row.background} holds no audio")
+            start = round(row.background_start_s * sr)
+            piece = np.tile(audio, -(-(start + slot_n) // len(audio)))[start : start + slot_n]
+            out[row.slot * slot_n : (row.slot + 1) * slot_n] = _fade(piece, sr)
+    return out * 10 ** (cfg.background_gain_db / 20)
+
+
+def render_soundscape(
+    soundscape: pd.Series,
+    slots: pd.DataFrame,
+    backgrounds: pd.DataFrame,
+    cfg: ValidationBuildConfig,
+    sr: int,
+    load: Callable[[str], np.ndarray],
+    load_background: Callable[[str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """The audio of one built soundscape (float32 at ``sr``) and the gain it was scaled by to stay below full scale.
 
-    ``soundscape``: a row of the plan's soundscapes; ``slots``: its slots; ``load(path)``: mono float32 at ``sr``.
+    ``soundscape``: a row of the plan's soundscapes; ``slots``: its slots; ``backgrounds``: its
+    background slots (``render_background``); ``load(path)``: mono float32 at ``sr``;
+    ``load_background``: the same for background recordings (default ``load``).
     """
-    n = round(soundscape["seconds"] * sr)
-    rng = np.random.default_rng([cfg.seed, int(soundscape["fold"]), int(soundscape["index"]), 1])
-    if soundscape["background"]:
-        bg = load(soundscape["background"]).astype(np.float64)
-        start = round(soundscape["background_start_s"] * sr)
-        if len(bg) == 0:
-            raise ValueError(f"background {soundscape['background']} holds no audio")
-        bg = np.tile(bg, -(-(start + n) // len(bg)))[start : start + n]
-    else:
-        bg = synth.background(rng, n, sr).astype(np.float64) * SYNTHETIC_BACKGROUND_RMS
-    out = bg * 10 ** (cfg.background_gain_db / 20)
+    out = render_background(soundscape, backgrounds, cfg, sr, load_background or load)
+    n = len(out)
     for slot in slots.itertuples(index=False):
         audio = load(slot.path)
         a = round(slot.clip_start_s * sr)
@@ -205,49 +232,54 @@ def render_soundscape(
 def build_validation_set(
     held_out: pd.DataFrame,
     classes: Sequence[str],
-    backgrounds: Sequence[str | Path],
+    backgrounds: pd.DataFrame | None,
     cfg: ValidationBuildConfig,
     slot_s: float,
     sr: int,
     out_dir: str | Path,
     load: Callable[[str], np.ndarray],
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Plan, render and write (FLAC at ``sr``, into ``out_dir`` atomically) every built soundscape.
 
-    Returns the solution, the soundscapes (with their fold), the slots, and the first
+    ``backgrounds``: the pool of background windows (background: a recording's path,
+    start_s), a slot long each; None or empty: synthetic noise. Returns the solution, the
+    soundscapes (with their fold), the slots, the background slots, and the first
     soundscape's audio (for the report's figure). ``load(path)`` decodes to mono float32 at ``sr``.
     """
-    import soundfile as sf
-
     if held_out.empty:
         raise ValueError("no held-out clips to build validation soundscapes from")
-    backgrounds = sorted(map(str, backgrounds), key=lambda p: Path(p).stem)
-    seconds = [sf.info(p).duration for p in backgrounds]
-    slots, soundscapes = plan_validation(held_out, classes, cfg, slot_s, seconds, backgrounds)
+    pool = pd.DataFrame(columns=["background", "start_s"]) if backgrounds is None else backgrounds
+    pool = pool.assign(stem=[Path(str(p)).stem for p in pool["background"]])  # the same order on every machine
+    pool = pool.sort_values(["stem", "start_s"]).reset_index(drop=True)
+    slots, soundscapes, under = plan_validation(held_out, classes, cfg, slot_s, pool)
     if sorted(slots["clip_id"]) != sorted(held_out["clip_id"]):  # every held-out clip, once
         raise RuntimeError("the plan does not hold every held-out clip exactly once")
-    if backgrounds:
-        log.info("backgrounds: %d soundscapes set aside from train_soundscapes", len(backgrounds))
+    if len(pool):
+        log.info(
+            "backgrounds: %d windows of %d recordings for %d slots (%d distinct windows used)",
+            len(pool),
+            pool["stem"].nunique(),
+            len(under),
+            len(under.drop_duplicates(["background", "background_start_s"])),
+        )
     else:
-        log.warning("no background soundscapes set aside: built soundscapes lie on synthetic noise")
+        log.warning("no background windows: built soundscapes lie on synthetic noise")
     cache: dict[str, np.ndarray] = {}
-    shared = set(backgrounds)
 
-    def load_cached(path: str) -> np.ndarray:
-        if path in shared:  # each background is used by several soundscapes
-            if path not in cache:
-                cache[path] = load(path)
-            return cache[path]
-        return load(path)
+    def load_background(path: str) -> np.ndarray:  # each recording lies under many slots
+        if path not in cache:
+            cache[path] = load(path)
+        return cache[path]
 
     first = np.zeros(0, dtype=np.float32)
     scaled = 0
     with atomic_dir(out_dir) as tmp:
         for k, soundscape in soundscapes.iterrows():
-            own = slots[slots["soundscape"] == soundscape["soundscape"]]
-            audio, scale = render_soundscape(soundscape, own, cfg, sr, load_cached)
+            name = soundscape["soundscape"]
+            own, bg = slots[slots["soundscape"] == name], under[under["soundscape"] == name]
+            audio, scale = render_soundscape(soundscape, own, bg, cfg, sr, load, load_background)
             scaled += scale < 1
-            write_flac(Path(tmp) / f"{soundscape['soundscape']}.flac", audio, sr)
+            write_flac(Path(tmp) / f"{name}.flac", audio, sr)
             if k == 0:
                 first = audio
     if scaled:
@@ -257,4 +289,4 @@ def build_validation_set(
         log.info(
             "fold %d: %d held-out clips, %d slots (%d filled), %d soundscapes", fold, clips, n_slots, clips, len(s)
         )
-    return solution_table(slots, soundscapes, classes), soundscapes, slots, first
+    return solution_table(slots, soundscapes, classes), soundscapes, slots, under, first
