@@ -88,7 +88,8 @@ MUST_PLAN = {
     "fresh": {"manifest", "birdnet_scan", "quality_filter", "dedup", "mel_train_shard", "train_teacher", "infer"},
     "manifest": {"birdnet_scan", "quality_filter", "dedup", "mel_train_shard", "train_teacher", "infer"},
     "dedup": {"mel_train_shard", "mel_soundscape_shard", "folds", "train_teacher", "pseudo_label"}
-    | {"build_validation", "mel_validation_shard", "predict_validation", "train_student", "fit_ensemble", "infer"},
+    | {"screen_backgrounds", "build_validation", "mel_validation_shard", "predict_validation", "train_student"}
+    | {"fit_ensemble", "infer"},
     "ensemble": {"export_int8", "export_summary", "infer"},
 }
 _UP_TO_DEDUP = {"manifest", "birdnet_scan", "quality_filter", "dedup"}
@@ -98,7 +99,7 @@ MUST_NOT_PLAN = {
     "dedup": _UP_TO_DEDUP | {"export_int8"},
     "ensemble": _UP_TO_DEDUP
     | {"mel_train_shard", "mel_soundscape_shard", "embed_shard", "folds", "train_teacher"}
-    | {"build_validation", "mel_validation_shard", "predict_validation"}
+    | {"screen_backgrounds", "build_validation", "mel_validation_shard", "predict_validation"}
     | {"pseudo_label", "train_student", "fit_ensemble"},
 }
 
@@ -235,7 +236,8 @@ def stage_outputs(layout: Layout) -> list[tuple[str, str, list[str]]]:
         names = ["model.pt", "oof.parquet", "history.csv", "metrics.json"]
         return [f"results/models/{stage}/{m}/fold{k}/{n}" for m in models for k in folds for n in names]
 
-    built = ["soundscapes/", "validation_solution.csv", "soundscape_folds.csv", "slots.csv", "example.png"]
+    built = ["soundscapes/", "validation_solution.csv", "soundscape_folds.csv", "slots.csv", "background_slots.csv"]
+    built += ["example.png"]
     predicted = [("teacher", m) for m in cfg["teachers"]] + [("student", m) for m in cfg["students"]]
 
     return [
@@ -255,6 +257,7 @@ def stage_outputs(layout: Layout) -> list[tuple[str, str, list[str]]]:
         ],
         ("ensemble", "folds", ["results/folds.csv"]),
         ("ensemble", "train_teacher", fold_files("teacher", cfg["teachers"])),
+        ("ensemble", "screen_backgrounds", ["results/validation/background_windows.csv"]),
         ("ensemble", "build_validation", [f"results/validation/{n}" for n in built]),
         ("ensemble", "mel_validation_shard", [f"results/mels/validation/{s}.parquet" for s in mel_sound]),
         ("ensemble", "embed_shard", [f"results/embeddings/validation/{s}.parquet" for s in mel_sound]),
