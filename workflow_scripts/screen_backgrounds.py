@@ -28,7 +28,10 @@ def background_files(inputs: list[str], share: float) -> list[Path]:
 def main(smk) -> None:
     backgrounds = background_files(smk.input.backgrounds, smk.params.share)
     species_of = birdnet_names_of(pd.read_csv(smk.input.taxonomy), dict(birdnet_labels()))
-    log.info("%d background recordings; %d taxonomy classes BirdNET knows", len(backgrounds), len(species_of))
+    known = sum(bool(s) for s in species_of.values())
+    log.info(
+        "%d background recordings; BirdNET knows %d of %d taxonomy classes", len(backgrounds), known, len(species_of)
+    )
     cfg, chunks = EmbeddingConfig.from_dict(smk.params.embeddings), ChunkConfig.from_dict(smk.params.chunks)
     screen = screen_backgrounds(backgrounds, species_of, cfg, chunks, threads=smk.threads)
     for threshold in (0.05, 0.1, 0.2, 0.5):
