@@ -3,7 +3,7 @@
 A built soundscape's empty slot is a negative for every class, and a slot's clip labels
 only its own species. When the background under a slot holds a call of a taxonomy
 species, that label is wrong: on NIPS4B, BirdNET heard a NIPS4B species at confidence
-0.5 or more in 35 % of the empty slots of the first built set, a cap on every model's
+0.5 or more in 36 % of the empty slots of the first built set, a cap on every model's
 score. So the backgrounds are cut into their own 5 s windows (``chunks.chunk_s``, from
 0 s, whole windows only), BirdNET scores each one with the embedding cache's layout
 (``embeddings.embed_windows``: the same segments, the maximum logit over them), and
