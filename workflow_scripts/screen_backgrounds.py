@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from birdclef.background_screen import screen_backgrounds
+from birdclef.background_screen import clean_windows, screen_backgrounds
 from birdclef.backgrounds import split_backgrounds
 from birdclef.birdnet import birdnet_labels
 from birdclef.layout import list_audio_files
@@ -35,8 +35,8 @@ def main(smk) -> None:
     cfg, chunks = EmbeddingConfig.from_dict(smk.params.embeddings), ChunkConfig.from_dict(smk.params.chunks)
     screen = screen_backgrounds(backgrounds, species_of, cfg, chunks, threads=smk.threads)
     for threshold in (0.05, 0.1, 0.2, 0.5):
-        share = (screen["max_confidence"] < threshold).mean() if len(screen) else 0.0
-        log.info("windows where BirdNET stays below %.2f: %.0f %% of %d", threshold, 100 * share, len(screen))
+        clean = len(clean_windows(screen, threshold))
+        log.info("windows where BirdNET stays below %.2f: %d of %d", threshold, clean, len(screen))
     write_csv(screen, smk.output[0], index=False)
 
 

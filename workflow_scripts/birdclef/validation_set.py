@@ -192,7 +192,9 @@ def render_background(
             if len(audio) == 0:
                 raise ValueError(f"background {row.background} holds no audio")
             start = round(row.background_start_s * sr)
-            piece = np.tile(audio, -(-(start + slot_n) // len(audio)))[start : start + slot_n]
+            piece = audio[start : start + slot_n]
+            if len(piece) < slot_n:  # a decoded file a few samples shorter than its header said
+                piece = np.tile(audio, -(-(start + slot_n) // len(audio)))[start : start + slot_n]
             out[row.slot * slot_n : (row.slot + 1) * slot_n] = _fade(piece, sr)
     return out * 10 ** (cfg.background_gain_db / 20)
 
@@ -204,15 +206,13 @@ def render_soundscape(
     cfg: ValidationBuildConfig,
     sr: int,
     load: Callable[[str], np.ndarray],
-    load_background: Callable[[str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """The audio of one built soundscape (float32 at ``sr``) and the gain it was scaled by to stay below full scale.
 
     ``soundscape``: a row of the plan's soundscapes; ``slots``: its slots; ``backgrounds``: its
-    background slots (``render_background``); ``load(path)``: mono float32 at ``sr``;
-    ``load_background``: the same for background recordings (default ``load``).
+    background slots (``render_background``); ``load(path)``: mono float32 at ``sr``.
     """
-    out = render_background(soundscape, backgrounds, cfg, sr, load_background or load)
+    out = render_background(soundscape, backgrounds, cfg, sr, load)
     n = len(out)
     for slot in slots.itertuples(index=False):
         audio = load(slot.path)
@@ -265,11 +265,14 @@ def build_validation_set(
     else:
         log.warning("no background windows: built soundscapes lie on synthetic noise")
     cache: dict[str, np.ndarray] = {}
+    shared = set(pool["background"])
 
-    def load_background(path: str) -> np.ndarray:  # each recording lies under many slots
-        if path not in cache:
-            cache[path] = load(path)
-        return cache[path]
+    def load_cached(path: str) -> np.ndarray:
+        if path in shared:  # each background recording lies under many slots
+            if path not in cache:
+                cache[path] = load(path)
+            return cache[path]
+        return load(path)
 
     first = np.zeros(0, dtype=np.float32)
     scaled = 0
@@ -277,7 +280,7 @@ def build_validation_set(
         for k, soundscape in soundscapes.iterrows():
             name = soundscape["soundscape"]
             own, bg = slots[slots["soundscape"] == name], under[under["soundscape"] == name]
-            audio, scale = render_soundscape(soundscape, own, bg, cfg, sr, load, load_background)
+            audio, scale = render_soundscape(soundscape, own, bg, cfg, sr, load_cached)
             scaled += scale < 1
             write_flac(Path(tmp) / f"{name}.flac", audio, sr)
             if k == 0:
